@@ -1,1 +1,1 @@
-"""robot_rl.sim."""
+"""MuJoCo simulation of the arm and its tasks (gymnasium API, no ROS)."""

@@ -1,0 +1,16 @@
+import numpy as np
+
+from robot_rl.sim.arm import HOME_QPOS
+from robot_rl.sim.kinematics import ArmKinematics, down_orientation
+
+
+def test_ik_reaches_a_downward_pose_on_the_table():
+    kin = ArmKinematics()
+    target = np.array([0.55, -0.1, 0.1])
+    q = HOME_QPOS[:7]
+    for _ in range(5):  # the experts call IK every step from the current posture
+        q = kin.ik(q, target, down_orientation(0.3))
+    pos, rot = kin.fk(q)
+    assert np.linalg.norm(pos - target) < 2e-3
+    assert np.abs(rot - down_orientation(0.3)).max() < 1e-2
+    assert np.all(q >= kin.lower) and np.all(q <= kin.upper)
