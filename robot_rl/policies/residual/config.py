@@ -1,0 +1,53 @@
+"""Every knob of residual off-policy RL (ResFiT-style), with defaults."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from robot_rl.errors import ConfigError
+
+
+@dataclass
+class ResidualConfig:
+    obs_keys: tuple[str, ...] = ("joint_pos", "joint_vel", "ee_pos", "object_poses")
+    action_dim: int = 8
+    # Largest correction per joint: rad for the 7 arm joints, metres for the gripper finger.
+    residual_scale: tuple[float, ...] = (0.08,) * 7 + (0.02,)
+    actor_hidden: int = 256
+    actor_layers: int = 2
+    critic_hidden: int = 256
+    critic_layers: int = 2
+    num_critics: int = 10
+    gamma: float = 0.99
+    n_step: int = 3
+    tau: float = 0.005
+    actor_lr: float = 3e-4
+    critic_lr: float = 3e-4
+    batch_size: int = 256
+    utd_ratio: int = 2            # critic updates per environment step
+    actor_delay: int = 2          # one actor update per this many critic updates (TD3)
+    target_noise: float = 0.2     # TD3 target smoothing, in units of residual_scale
+    noise_clip: float = 0.5
+    exploration_noise: float = 0.1
+    grad_clip: float = 10.0
+    warmup_steps: int = 2000      # env steps of base + small-noise rollouts before learning
+    critic_warmup_updates: int = 1000  # critic-only updates before the actor moves
+    hl_gauss: bool = False
+    hl_bins: int = 51
+    v_min: float = 0.0
+    v_max: float = 1.0
+    buffer_size: int = 300_000
+
+    def __post_init__(self):
+        self.obs_keys = tuple(self.obs_keys)
+        self.residual_scale = tuple(float(s) for s in self.residual_scale)
+        if len(self.residual_scale) != self.action_dim:
+            raise ConfigError(f"residual_scale has {len(self.residual_scale)} entries, action_dim is {self.action_dim}")
+        if self.n_step < 1 or not 0 < self.gamma <= 1 or not 0 < self.tau <= 1:
+            raise ConfigError("residual config needs n_step >= 1, gamma in (0, 1], tau in (0, 1]")
+        if self.num_critics < 2:
+            raise ConfigError("residual config needs num_critics >= 2 (the target is a min over a pair)")
+        if self.utd_ratio < 1 or self.actor_delay < 1 or self.batch_size < 2:
+            raise ConfigError("residual config needs utd_ratio >= 1, actor_delay >= 1, batch_size >= 2")
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,153 @@
+"""Residual actor, critic ensemble, and the deployable ResidualPolicy (base + correction).
+
+a = clip(a_base + scale * tanh(f(o, a_base))) with f's last layer zero-initialised, so an
+untrained residual policy is exactly its base. The base is a black box: an object with
+`reset(seed=None)` / `act(obs)`, or (in the ROS node) actions arriving on a topic.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from robot_rl.errors import DataError
+from robot_rl.policies.ensemble import CriticEnsemble
+from robot_rl.policies.residual.config import ResidualConfig
+from robot_rl.sim.arm import joint_limits
+
+
+def state_vector(obs: dict, keys) -> np.ndarray:
+    """The low-dim observation keys flattened into one float32 vector, in `keys` order."""
+    return np.concatenate([np.asarray(obs[k], np.float32).reshape(-1) for k in keys])
+
+
+class Normalizer(nn.Module):
+    """Observation standardisation from demonstration statistics; actions scaled by joint range."""
+
+    def __init__(self, obs_mean, obs_std, act_low, act_high):
+        super().__init__()
+        self.register_buffer("obs_mean", torch.as_tensor(obs_mean, dtype=torch.float32))
+        self.register_buffer("obs_std", torch.as_tensor(obs_std, dtype=torch.float32).clamp_min(1e-3))
+        self.register_buffer("act_low", torch.as_tensor(act_low, dtype=torch.float32))
+        self.register_buffer("act_high", torch.as_tensor(act_high, dtype=torch.float32))
+
+    def obs(self, x):
+        return (x - self.obs_mean) / self.obs_std
+
+    def action(self, a):
+        return 2 * (a - self.act_low) / (self.act_high - self.act_low) - 1
+
+    def to_json(self) -> dict:
+        return {k: v.tolist() for k, v in self.state_dict().items()}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Normalizer":
+        return cls(d["obs_mean"], d["obs_std"], d["act_low"], d["act_high"])
+
+
+class ResidualActor(nn.Module):
+    def __init__(self, obs_dim: int, cfg: ResidualConfig, normalizer: Normalizer):
+        super().__init__()
+        layers, width = [], obs_dim + cfg.action_dim
+        for _ in range(cfg.actor_layers):
+            layers += [nn.Linear(width, cfg.actor_hidden), nn.LayerNorm(cfg.actor_hidden), nn.ReLU()]
+            width = cfg.actor_hidden
+        last = nn.Linear(width, cfg.action_dim)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+        self.net = nn.Sequential(*layers, last)
+        self.norm = normalizer
+        self.register_buffer("scale", torch.tensor(cfg.residual_scale, dtype=torch.float32))
+
+    def raw(self, obs: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+        """The correction in [-1, 1] units of `scale` (before adding to the base)."""
+        return torch.tanh(self.net(torch.cat([self.norm.obs(obs), self.norm.action(base)], -1)))
+
+    def compose(self, base: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
+        return torch.minimum(torch.maximum(base + self.scale * raw, self.norm.act_low), self.norm.act_high)
+
+    def forward(self, obs, base):
+        return self.compose(base, self.raw(obs, base))
+
+
+class ResidualCritic(nn.Module):
+    """Q(o, a_base, a) for every ensemble member: (E, B) values or (E, B, bins) logits."""
+
+    def __init__(self, obs_dim: int, cfg: ResidualConfig, normalizer: Normalizer):
+        super().__init__()
+        out = cfg.hl_bins if cfg.hl_gauss else 1
+        self.ensemble = CriticEnsemble(obs_dim + 2 * cfg.action_dim, cfg.num_critics, cfg.critic_hidden,
+                                       cfg.critic_layers, out, layer_norm=True)
+        self.norm = normalizer
+
+    def forward(self, obs, base, action):
+        x = torch.cat([self.norm.obs(obs), self.norm.action(base), self.norm.action(action)], -1)
+        out = self.ensemble(x)
+        return out.squeeze(-1) if out.shape[-1] == 1 else out
+
+
+class ResidualPolicy:
+    """A base policy plus a learned per-step correction; the policy protocol of the sim rollouts."""
+
+    def __init__(self, base, actor: ResidualActor, cfg: ResidualConfig):
+        self.base, self.actor, self.cfg = base, actor, cfg
+        self.last_base: np.ndarray | None = None
+
+    def reset(self, seed: int | None = None) -> None:
+        if self.base is not None:  # chunk queues must not leak across episodes
+            self.base.reset(seed=seed)
+
+    @torch.inference_mode()
+    def correct(self, obs: dict, base_action) -> np.ndarray:
+        """Residual-corrected action for an observation and the base's action for this step."""
+        o = torch.from_numpy(state_vector(obs, self.cfg.obs_keys)).unsqueeze(0)
+        b = torch.as_tensor(np.asarray(base_action, np.float32)).unsqueeze(0)
+        return self.actor(o, b)[0].numpy()
+
+    def act(self, obs: dict) -> np.ndarray:
+        self.last_base = np.asarray(self.base.act(obs), np.float32)
+        return self.correct(obs, self.last_base)
+
+    # --- checkpoints: model.safetensors + config.json + normalizer.json ----------------------
+    def save(self, path, critic: ResidualCritic | None = None, extra: dict | None = None) -> Path:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        # The normaliser lives in normalizer.json; the weights file holds only learned tensors.
+        nets = {"actor": self.actor, "critic": critic} if critic is not None else {"actor": self.actor}
+        tensors = {f"{name}.{k}": v.contiguous() for name, net in nets.items()
+                   for k, v in net.state_dict().items() if not k.startswith("norm.")}
+        save_file(tensors, str(path / "model.safetensors"))
+        (path / "config.json").write_text(json.dumps({"policy": "residual", **self.cfg.to_dict(), **(extra or {})}, indent=2))
+        (path / "normalizer.json").write_text(json.dumps(self.actor.norm.to_json()))
+        return path
+
+    @classmethod
+    def from_checkpoint(cls, path, base=None, device: str = "cpu") -> "ResidualPolicy":
+        path = Path(path)
+        try:
+            raw = json.loads((path / "config.json").read_text())
+            norm = Normalizer.from_json(json.loads((path / "normalizer.json").read_text()))
+            tensors = load_file(str(path / "model.safetensors"), device=device)
+        except FileNotFoundError as e:
+            raise DataError(f"{e.filename}: missing from residual checkpoint {path}") from e
+        except (ValueError, KeyError, OSError) as e:
+            raise DataError(f"{path}: not a readable residual checkpoint ({e})") from e
+        fields = ResidualConfig.__dataclass_fields__
+        cfg = ResidualConfig(**{k: v for k, v in raw.items() if k in fields})
+        actor = ResidualActor(len(norm.obs_mean), cfg, norm)
+        missing, unexpected = actor.load_state_dict(
+            {k[6:]: v for k, v in tensors.items() if k.startswith("actor.")}, strict=False)
+        wrong = [k for k in missing if not k.startswith("norm.")] + list(unexpected)
+        if wrong:
+            raise DataError(f"{path / 'model.safetensors'}: actor tensors do not match the config ({wrong[:3]})")
+        return cls(base, actor.eval(), cfg)
+
+
+def default_normalizer(obs_dim: int, obs_mean=None, obs_std=None) -> Normalizer:
+    low, high = joint_limits()
+    return Normalizer(np.zeros(obs_dim) if obs_mean is None else obs_mean,
+                      np.ones(obs_dim) if obs_std is None else obs_std, low, high)

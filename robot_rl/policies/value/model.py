@@ -1,0 +1,142 @@
+"""Networks of offline value learning and the deployable scorer used by steering.
+
+Q(o, chunk) scores a whole action chunk (or one action with chunk=1) with a critic ensemble;
+V(o) is IQL's expectile value; a tanh-Gaussian chunk actor gives Cal-QL its policy actions.
+`ValueFunction.score` is what the steering node calls: N candidates, one batched forward pass.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from robot_rl.errors import DataError
+from robot_rl.policies.ensemble import CriticEnsemble
+from robot_rl.policies.hlgauss import HLGauss
+from robot_rl.policies.residual.model import state_vector
+from robot_rl.policies.value.config import ValueConfig
+from robot_rl.sim.arm import joint_limits
+
+
+class ValueNormalizer(nn.Module):
+    """Observation to [-1, 1] from dataset min/max; actions to [-1, 1] from joint limits."""
+
+    def __init__(self, obs_min, obs_max, act_low=None, act_high=None):
+        super().__init__()
+        low, high = joint_limits()
+        self.register_buffer("obs_min", torch.as_tensor(obs_min, dtype=torch.float32))
+        self.register_buffer("obs_max", torch.as_tensor(obs_max, dtype=torch.float32))
+        self.register_buffer("act_low", torch.as_tensor(low if act_low is None else act_low, dtype=torch.float32))
+        self.register_buffer("act_high", torch.as_tensor(high if act_high is None else act_high, dtype=torch.float32))
+
+    def obs(self, x):
+        span = (self.obs_max - self.obs_min).clamp_min(1e-4)
+        return 2 * (x - self.obs_min) / span - 1
+
+    def chunk(self, a):
+        """(B, H, A) joint targets -> (B, H*A) in [-1, 1]."""
+        return (2 * (a - self.act_low) / (self.act_high - self.act_low) - 1).flatten(1)
+
+    def unchunk(self, z, horizon: int):
+        z = z.reshape(z.shape[0], horizon, -1)
+        return self.act_low + (z + 1) * (self.act_high - self.act_low) / 2
+
+    def to_json(self) -> dict:
+        return {k: v.tolist() for k, v in self.state_dict().items()}
+
+
+def _mlp(in_dim, hidden, layers, out_dim) -> nn.Sequential:
+    blocks, width = [], in_dim
+    for _ in range(layers):
+        blocks += [nn.Linear(width, hidden), nn.LayerNorm(hidden), nn.ReLU()]
+        width = hidden
+    return nn.Sequential(*blocks, nn.Linear(width, out_dim))
+
+
+class ChunkCritic(nn.Module):
+    """Q(o, chunk) -> (E, B) scalars, or (E, B, bins) logits with HL-Gauss."""
+
+    def __init__(self, obs_dim: int, cfg: ValueConfig):
+        super().__init__()
+        self.ensemble = CriticEnsemble(obs_dim + cfg.chunk_dim, cfg.num_critics, cfg.hidden, cfg.layers,
+                                       cfg.hl_bins if cfg.hl_gauss else 1, layer_norm=True)
+        self.hl = HLGauss(cfg.v_min, cfg.v_max, cfg.hl_bins) if cfg.hl_gauss else None
+
+    def logits(self, obs_n, chunk_n):
+        """Raw outputs for normalised inputs: (E, B) or (E, B, bins)."""
+        out = self.ensemble(torch.cat([obs_n, chunk_n], -1))
+        return out.squeeze(-1) if self.hl is None else out
+
+    def forward(self, obs_n, chunk_n):
+        out = self.logits(obs_n, chunk_n)
+        return out if self.hl is None else self.hl.to_scalar(out)
+
+
+class ChunkActor(nn.Module):
+    """tanh-Gaussian over normalised chunks; samples (B, n, D) with their log-probabilities."""
+
+    def __init__(self, obs_dim: int, cfg: ValueConfig):
+        super().__init__()
+        self.net = _mlp(obs_dim, cfg.hidden, cfg.layers, 2 * cfg.chunk_dim)
+
+    def dist(self, obs_n):
+        mean, log_std = self.net(obs_n).chunk(2, -1)
+        return torch.distributions.Normal(mean, log_std.clamp(-5, 2).exp())
+
+    def sample(self, obs_n, n: int):
+        d = self.dist(obs_n)
+        u = d.rsample((n,)).transpose(0, 1)  # (B, n, D)
+        a = torch.tanh(u)
+        logp = d.log_prob(u.transpose(0, 1)).transpose(0, 1) - torch.log1p(-a.pow(2) + 1e-6)
+        return a, logp.sum(-1)
+
+    def log_prob(self, obs_n, a):
+        a = a.clamp(-0.999, 0.999)
+        u = torch.atanh(a)
+        return (self.dist(obs_n).log_prob(u) - torch.log1p(-a.pow(2) + 1e-6)).sum(-1)
+
+
+class ValueFunction:
+    """A trained critic with its normaliser: scores candidate chunks for an observation."""
+
+    def __init__(self, critic: ChunkCritic, norm: ValueNormalizer, cfg: ValueConfig):
+        self.critic, self.norm, self.cfg = critic.eval(), norm, cfg
+
+    @torch.inference_mode()
+    def score(self, obs: dict, chunks) -> np.ndarray:
+        """(N, >=H, A) candidate chunks -> (N,) values (min over the ensemble: conservative)."""
+        chunks = torch.as_tensor(np.asarray(chunks, np.float32))[:, : self.cfg.chunk]
+        o = torch.from_numpy(state_vector(obs, self.cfg.obs_keys)).unsqueeze(0)
+        o = self.norm.obs(o).expand(len(chunks), -1)
+        return self.critic(o, self.norm.chunk(chunks)).min(0).values.numpy()
+
+    def save(self, path, extra_tensors: dict | None = None, extra_config: dict | None = None) -> Path:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        tensors = {f"critic.{k}": v.contiguous() for k, v in self.critic.state_dict().items()}
+        tensors.update(extra_tensors or {})
+        save_file(tensors, str(path / "model.safetensors"))
+        (path / "config.json").write_text(json.dumps({"policy": "value", **self.cfg.to_dict(), **(extra_config or {})}, indent=2))
+        (path / "normalizer.json").write_text(json.dumps(self.norm.to_json()))
+        return path
+
+    @classmethod
+    def from_checkpoint(cls, path, device: str = "cpu") -> "ValueFunction":
+        path = Path(path)
+        try:
+            raw = json.loads((path / "config.json").read_text())
+            nj = json.loads((path / "normalizer.json").read_text())
+            tensors = load_file(str(path / "model.safetensors"), device=device)
+        except FileNotFoundError as e:
+            raise DataError(f"{e.filename}: missing from value checkpoint {path}") from e
+        except (ValueError, KeyError, OSError) as e:
+            raise DataError(f"{path}: not a readable value checkpoint ({e})") from e
+        cfg = ValueConfig(**{k: v for k, v in raw.items() if k in ValueConfig.__dataclass_fields__})
+        norm = ValueNormalizer(nj["obs_min"], nj["obs_max"], nj["act_low"], nj["act_high"])
+        critic = ChunkCritic(len(norm.obs_min), cfg)
+        critic.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("critic.")})
+        return cls(critic, norm, cfg)

@@ -1,0 +1,232 @@
+"""Residual off-policy RL (ResFiT): learn a per-step correction on top of a frozen base policy.
+
+TD3 with a LayerNorm critic ensemble (target = min of a random pair, actor loss = mean over
+members), n-step returns, update-to-data ratio > 1, RLPD symmetric sampling against base-relabelled
+demonstrations, warm-up phases (base + small noise; critic-only updates) and gradient clipping.
+The whole update is `update()` below; the loop around it collects data and evaluates.
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from robot_rl.data.replay import NStepWriter, ReplayBuffer, sample_symmetric
+from robot_rl.policies.hlgauss import HLGauss
+from robot_rl.policies.residual.config import ResidualConfig
+from robot_rl.policies.residual.model import (ResidualActor, ResidualCritic, ResidualPolicy,
+                                              default_normalizer, state_vector)
+from robot_rl.sim.env import ArmEnv
+from robot_rl.sim.rollout import evaluate
+
+
+@dataclass
+class ResidualTrainConfig:
+    task: str = "lift"
+    total_env_steps: int = 100_000
+    eval_every: int = 5_000
+    eval_episodes: int = 50
+    eval_seed: int = 1_000_000     # evaluation seeds are disjoint from training seeds
+    seed: int = 0
+    out: str = "runs/residual"
+    torch_threads: int = 1  # small MLPs: one thread beats two on a busy 2-core machine
+    algo: ResidualConfig = field(default_factory=ResidualConfig)
+
+
+class Learner:
+    """Networks, optimisers and the TD3 update; shared by the in-process trainer and the ROS node."""
+
+    def __init__(self, obs_dim: int, cfg: ResidualConfig, normalizer, seed: int = 0):
+        torch.manual_seed(seed)
+        self.cfg = cfg
+        self.rng = np.random.default_rng(seed)
+        self.actor = ResidualActor(obs_dim, cfg, normalizer)
+        self.critic = ResidualCritic(obs_dim, cfg, normalizer)
+        self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.actor_opt = torch.optim.Adam(self.actor.net.parameters(), lr=cfg.actor_lr)
+        self.critic_opt = torch.optim.Adam(self.critic.ensemble.parameters(), lr=cfg.critic_lr)
+        self.hl = HLGauss(cfg.v_min, cfg.v_max, cfg.hl_bins) if cfg.hl_gauss else None
+        self.online = ReplayBuffer(cfg.buffer_size, obs_dim, cfg.action_dim)
+        self.demos = ReplayBuffer(cfg.buffer_size, obs_dim, cfg.action_dim)
+        self.updates = 0
+        self.stats = {"critic_loss": float("nan"), "actor_loss": float("nan"), "q_mean": float("nan")}
+
+    def q_values(self, critic, obs, base, action) -> torch.Tensor:
+        out = critic(obs, base, action)
+        return self.hl.to_scalar(out) if self.hl is not None else out
+
+    @torch.no_grad()
+    def td_target(self, b: dict, pair) -> torch.Tensor:
+        """n-step TD3 target: smoothed target-actor action, min over the critic pair `pair`."""
+        cfg = self.cfg
+        noise = (torch.randn_like(b["action"]) * cfg.target_noise).clamp(-cfg.noise_clip, cfg.noise_clip)
+        raw_next = (self.actor_target.raw(b["next_obs"], b["next_base"]) + noise).clamp(-1, 1)
+        next_action = self.actor_target.compose(b["next_base"], raw_next)
+        q_next = self.q_values(self.critic_target, b["next_obs"], b["next_base"], next_action)
+        return b["reward"] + b["discount"] * torch.minimum(q_next[pair[0]], q_next[pair[1]])
+
+    def update(self, train_actor: bool) -> None:
+        cfg = self.cfg
+        b = sample_symmetric(self.online, self.demos, cfg.batch_size, self.rng)
+        target = self.td_target(b, self.rng.choice(cfg.num_critics, 2, replace=False))
+        out = self.critic(b["obs"], b["base"], b["action"])
+        if self.hl is not None:
+            critic_loss = self.hl.loss(out, target.expand(cfg.num_critics, -1))
+        else:
+            critic_loss = ((out - target) ** 2).mean()
+        self.critic_opt.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.critic.ensemble.parameters(), cfg.grad_clip)
+        self.critic_opt.step()
+        self.updates += 1
+        self.stats["critic_loss"] = critic_loss.item()
+
+        if train_actor and self.updates % cfg.actor_delay == 0:
+            q_pi = self.q_values(self.critic, b["obs"], b["base"], self.actor(b["obs"], b["base"]))
+            actor_loss = -q_pi.mean()  # mean over all ensemble members
+            self.actor_opt.zero_grad(set_to_none=True)
+            actor_loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.actor.net.parameters(), cfg.grad_clip)
+            self.actor_opt.step()
+            self.stats.update(actor_loss=actor_loss.item(), q_mean=q_pi.mean().item())
+        with torch.no_grad():  # Polyak averaging of both targets
+            for net, tgt in ((self.actor, self.actor_target), (self.critic, self.critic_target)):
+                for p, p_t in zip(net.parameters(), tgt.parameters()):
+                    p_t.lerp_(p, cfg.tau)
+
+    @torch.no_grad()
+    def explore(self, obs_vec: np.ndarray, base: np.ndarray, noise_std: float, use_actor: bool = True) -> np.ndarray:
+        """Actor action (or the bare base during warm-up) plus Gaussian noise in residual units."""
+        o, b = torch.from_numpy(obs_vec)[None], torch.from_numpy(base)[None]
+        raw = noise_std * torch.randn(1, self.cfg.action_dim)
+        if use_actor:
+            raw += self.actor.raw(o, b)
+        return self.actor.compose(b, raw.clamp(-1, 1))[0].numpy()
+
+
+def relabel_demos(learner: Learner, dataset, base, cfg: ResidualConfig, successful_only: bool = True) -> int:
+    """Demonstrations into the demo buffer with base actions recomputed by running the base."""
+    writer = NStepWriter(learner.demos, cfg.n_step, cfg.gamma)
+    count = 0
+    for i in range(dataset.num_episodes):
+        if successful_only and not dataset.success[i]:
+            continue
+        ep = dataset.load_episode(i)
+        base.reset(seed=i)
+        steps = len(ep["action"])
+        obs_seq = [{k: ep[k][t] for k in cfg.obs_keys} for t in range(steps)]
+        bases = [np.asarray(base.act({k: ep[k][t] for k in ep}), np.float32) for t in range(steps)]
+        vecs = [state_vector(o, cfg.obs_keys) for o in obs_seq]
+        for t in range(steps - 1):  # the last step's successor state is not stored: end there
+            last = t == steps - 2
+            writer.step(vecs[t], bases[t], ep["action"][t], ep["reward"][t], vecs[t + 1], bases[t + 1],
+                        terminal=bool(ep["success"][t]), episode_end=last or bool(ep["success"][t]))
+            count += 1
+            if ep["success"][t]:
+                break
+    return count
+
+
+def train(tc: ResidualTrainConfig, make_base, demos=None, progress: bool = True) -> dict:
+    """Run residual RL on `tc.task`; `make_base()` builds a fresh base policy (train and eval copies)."""
+    torch.set_num_threads(tc.torch_threads)
+    cfg, out = tc.algo, Path(tc.out)
+    out.mkdir(parents=True, exist_ok=True)
+    env = ArmEnv(tc.task)
+    base, eval_base = make_base(), make_base()
+    obs, _ = env.reset(seed=tc.seed)
+    base.reset(seed=tc.seed)
+    obs_dim = len(state_vector(obs, cfg.obs_keys))
+    stats_src = [state_vector(obs, cfg.obs_keys)]
+    if demos is not None and demos.num_episodes:
+        flat, _ = demos.concat_episodes(cfg.obs_keys)
+        stats_src = [np.concatenate([flat[k].reshape(len(flat[k]), -1) for k in cfg.obs_keys], 1)]
+    src = np.concatenate([np.atleast_2d(s) for s in stats_src])
+    learner = Learner(obs_dim, cfg, default_normalizer(obs_dim, src.mean(0), src.std(0) + 1e-2), tc.seed)
+    if demos is not None:
+        print(f"relabelled {relabel_demos(learner, demos, make_base(), cfg)} demo transitions with the base")
+    writer = NStepWriter(learner.online, cfg.n_step, cfg.gamma)
+    eval_policy = ResidualPolicy(eval_base, learner.actor, cfg)
+    eval_seeds = range(tc.eval_seed, tc.eval_seed + tc.eval_episodes)
+    rows, start, episode = [], time.perf_counter(), 0
+
+    def run_eval(step: int) -> None:
+        learner.actor.eval()
+        result = evaluate(tc.task, eval_policy, eval_seeds, progress=False)
+        learner.actor.train()
+        rows.append({"env_steps": step, "wall_s": round(time.perf_counter() - start, 1),
+                     "success": result["success_rate"], "updates": learner.updates, **learner.stats})
+        bar.write(f"step {step}: success {result['success_rate']:.2f} ({tc.eval_episodes} episodes)")
+
+    bar = tqdm(range(1, tc.total_env_steps + 1), desc=f"residual {tc.task}", disable=not progress)
+    run_eval(0)
+    vec, base_action = state_vector(obs, cfg.obs_keys), np.asarray(base.act(obs), np.float32)
+    for step in bar:
+        warm = step <= cfg.warmup_steps
+        # Warm-up rollouts are the base plus small noise; then the actor plus exploration noise.
+        action = learner.explore(vec, base_action, cfg.exploration_noise * (0.5 if warm else 1.0), use_actor=not warm)
+        next_obs, _, terminated, truncated, info = env.step(action)
+        next_vec = state_vector(next_obs, cfg.obs_keys)
+        next_base = np.asarray(base.act(next_obs), np.float32)
+        writer.step(vec, base_action, action, info["sparse_reward"], next_vec, next_base,
+                    terminal=terminated, episode_end=terminated or truncated)
+        if terminated or truncated:
+            episode += 1
+            next_obs, _ = env.reset(seed=tc.seed + episode)
+            base.reset(seed=tc.seed + episode)  # the base's chunk queue must not cross episodes
+            next_vec, next_base = state_vector(next_obs, cfg.obs_keys), np.asarray(base.act(next_obs), np.float32)
+        vec, base_action = next_vec, next_base
+        if not warm and learner.online.size + learner.demos.size >= cfg.batch_size:
+            for _ in range(cfg.utd_ratio):
+                learner.update(train_actor=learner.updates >= cfg.critic_warmup_updates)
+        if step % tc.eval_every == 0:
+            run_eval(step)
+            ResidualPolicy(None, learner.actor, cfg).save(out / "checkpoint", learner.critic, {"task": tc.task})
+            _write_curves(out, rows)
+        bar.set_postfix(succ=f"{rows[-1]['success']:.2f}", q=f"{learner.stats['q_mean']:.2f}")
+    summary = _summary(rows)
+    (out / "summary.json").write_text(json.dumps({"config": asdict(tc), **summary}, indent=2, default=str))
+    print(f"residual {tc.task}: success {summary['base_success']:.2f} -> {summary['final_success']:.2f}, "
+          f"90% at {summary['env_steps_to_90']} steps, 95% at {summary['env_steps_to_95']} steps, "
+          f"{summary['wall_s']:.0f} s; checkpoint {out / 'checkpoint'}")
+    return summary
+
+
+def _first(rows, key, threshold):
+    return next((r[key] for r in rows if r["success"] >= threshold), None)
+
+
+def _summary(rows) -> dict:
+    return {"base_success": rows[0]["success"], "final_success": rows[-1]["success"],
+            "best_success": max(r["success"] for r in rows),
+            "env_steps_to_90": _first(rows, "env_steps", 0.9), "env_steps_to_95": _first(rows, "env_steps", 0.95),
+            "wall_s_to_90": _first(rows, "wall_s", 0.9), "wall_s_to_95": _first(rows, "wall_s", 0.95),
+            "wall_s": rows[-1]["wall_s"], "curve": rows}
+
+
+def _write_curves(out: Path, rows) -> None:
+    with open(out / "curves.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    for ax, key in zip(axes, ("env_steps", "wall_s")):
+        ax.plot([r[key] for r in rows], [r["success"] for r in rows], marker="o")
+        ax.set_xlabel(key.replace("_", " "))
+        ax.set_ylabel("success")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "curves.png", dpi=100)
+    plt.close(fig)

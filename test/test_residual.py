@@ -1,0 +1,110 @@
+"""Residual RL pieces: identity at init, n-step targets, the ensemble's pair-min target, limits."""
+import numpy as np
+import pytest
+import torch
+
+from robot_rl.data.replay import NStepWriter, ReplayBuffer, sample_symmetric
+from robot_rl.policies.hlgauss import HLGauss
+from robot_rl.policies.residual.config import ResidualConfig
+from robot_rl.policies.residual.model import ResidualActor, ResidualPolicy, default_normalizer
+from robot_rl.sim.arm import joint_limits
+from robot_rl.sim.env import ArmEnv
+from robot_rl.sim.experts import ScriptedExpert
+from robot_rl.train.residual import Learner
+
+SEEDS = [0, 1, 2]
+
+
+def test_residual_is_exactly_the_base_at_initialisation():
+    env = ArmEnv("lift")
+    cfg = ResidualConfig()
+    base = ScriptedExpert("lift", "medium")
+    obs, _ = env.reset(seed=SEEDS[0])
+    from robot_rl.policies.residual.model import state_vector
+    dim = len(state_vector(obs, cfg.obs_keys))
+    policy = ResidualPolicy(base, ResidualActor(dim, cfg, default_normalizer(dim)), cfg)
+    reference = ScriptedExpert("lift", "medium")
+    policy.reset(seed=SEEDS[1])
+    reference.reset(seed=SEEDS[1])
+    for _ in range(15):
+        expected = reference.act(obs)
+        action = policy.act(obs)
+        np.testing.assert_array_equal(action, np.clip(expected, *joint_limits()).astype(np.float32))
+        obs, *_ = env.step(action)
+
+
+def test_actions_stay_within_joint_limits():
+    cfg = ResidualConfig()
+    lo, hi = joint_limits()
+    actor = ResidualActor(5, cfg, default_normalizer(5))
+    torch.nn.init.normal_(actor.net[-1].weight, std=10.0)  # a wild actor: corrections saturate
+    base = torch.from_numpy(np.stack([lo, hi, (lo + hi) / 2]).astype(np.float32))
+    out = actor(torch.randn(3, 5) * 10, base)
+    assert torch.all(out >= torch.tensor(lo, dtype=torch.float32) - 1e-6)
+    assert torch.all(out <= torch.tensor(hi, dtype=torch.float32) + 1e-6)
+    assert torch.all((out - base).abs() <= torch.tensor(cfg.residual_scale) + 1e-6)
+
+
+def _feed(writer, rewards, terminal_at_end):
+    for t, r in enumerate(rewards):
+        end = t == len(rewards) - 1
+        writer.step(np.full(2, t, np.float32), np.zeros(1), np.zeros(1), r, np.full(2, t + 1, np.float32),
+                    np.zeros(1), terminal=end and terminal_at_end, episode_end=end)
+
+
+def test_n_step_targets_on_a_hand_built_trajectory():
+    gamma, n = 0.9, 3
+    buf = ReplayBuffer(16, 2, 1)
+    _feed(NStepWriter(buf, n, gamma), [0.0, 0.0, 0.0, 0.0, 1.0], terminal_at_end=True)
+    d = {k: v[: buf.size] for k, v in buf.data.items()}
+    assert buf.size == 5
+    np.testing.assert_allclose(d["obs"][:, 0], [0, 1, 2, 3, 4])
+    # s_t -> s_{t+3}: returns of the sparse reward at t=4, discounts gamma^3 until the terminal.
+    np.testing.assert_allclose(d["reward"], [0.0, 0.0, gamma**2, gamma, 1.0], rtol=1e-6)
+    np.testing.assert_allclose(d["next_obs"][:, 0], [3, 4, 5, 5, 5])
+    np.testing.assert_allclose(d["discount"], [gamma**3, gamma**3, 0, 0, 0], rtol=1e-6)
+
+
+def test_time_limit_keeps_bootstrapping():
+    gamma = 0.5
+    buf = ReplayBuffer(8, 2, 1)
+    _feed(NStepWriter(buf, 3, gamma), [0.0, 0.0], terminal_at_end=False)
+    np.testing.assert_allclose(buf.data["discount"][:2], [gamma**2, gamma], rtol=1e-6)
+    np.testing.assert_allclose(buf.data["next_obs"][:2, 0], [2, 2])
+
+
+def test_ensemble_target_is_the_min_over_the_sampled_pair():
+    cfg = ResidualConfig(num_critics=5, target_noise=0.0)
+    learner = Learner(3, cfg, default_normalizer(3), seed=SEEDS[0])
+    gen = torch.Generator().manual_seed(SEEDS[1])
+    lo, hi = (torch.tensor(x, dtype=torch.float32) for x in joint_limits())
+    base = lo + (hi - lo) * torch.rand(16, 8, generator=gen)
+    batch = {"obs": torch.randn(16, 3, generator=gen), "base": base, "action": base,
+             "reward": torch.rand(16, generator=gen), "next_obs": torch.randn(16, 3, generator=gen),
+             "next_base": base, "discount": torch.full((16,), 0.9)}
+    with torch.no_grad():
+        next_action = learner.actor_target(batch["next_obs"], batch["next_base"])
+        q = learner.critic_target(batch["next_obs"], batch["next_base"], next_action)  # (5, 16)
+    for pair in ([0, 3], [4, 1]):
+        expected = batch["reward"] + 0.9 * torch.minimum(q[pair[0]], q[pair[1]])
+        torch.testing.assert_close(learner.td_target(batch, pair), expected)
+    all_min = batch["reward"] + 0.9 * q.min(0).values
+    assert not torch.allclose(learner.td_target(batch, [0, 3]), all_min)  # a pair, not all heads
+
+
+def test_symmetric_sampling_takes_half_from_each_buffer():
+    online, demos = ReplayBuffer(8, 1, 1), ReplayBuffer(8, 1, 1)
+    for buf, value in ((online, 1.0), (demos, -1.0)):
+        for _ in range(4):
+            buf.add(obs=[value], base=[0], action=[0], reward=value, next_obs=[0], next_base=[0], discount=1)
+    batch = sample_symmetric(online, demos, 10, np.random.default_rng(SEEDS[0]))
+    assert (batch["reward"] == 1).sum() == 5 and (batch["reward"] == -1).sum() == 5
+
+
+def test_hl_gauss_round_trip():
+    hl = HLGauss(0.0, 1.0, 51)
+    target = torch.tensor([0.0, 0.3, 0.77, 1.0])
+    probs = hl.to_probs(target)
+    assert torch.allclose(probs.sum(-1), torch.ones(4))
+    logits = torch.log(probs + 1e-12)
+    assert torch.allclose(hl.to_scalar(logits), target, atol=0.02)
