@@ -6,11 +6,11 @@ with robot_state_publisher about joint order and limits.
 from __future__ import annotations
 
 import functools
-import os
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import numpy as np
+
+from robot_rl.paths import urdf_dir
 
 ARM_JOINTS = tuple(f"joint{i}" for i in range(1, 8))
 GRIPPER_JOINT = "finger_joint"
@@ -20,25 +20,7 @@ HOME_QPOS = np.array([0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785, 0.04])
 GRIPPER_OPEN = 0.04
 GRIPPER_CLOSED = 0.0
 TCP_SITE = "tcp"
-
-
-def share_dir() -> Path:
-    """Where urdf/, config/ and launch/ live: the ament share dir when installed, else the repo."""
-    env = os.environ.get("ROBOT_RL_SHARE")
-    if env:
-        return Path(env)
-    repo = Path(__file__).resolve().parents[2]
-    if (repo / "urdf").is_dir():
-        return repo
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        return Path(get_package_share_directory("robot_rl"))
-    except Exception:  # noqa: BLE001 - no ament index: fall through to the source layout
-        return repo
-
-
-URDF_PATH = share_dir() / "urdf" / "arm.urdf"
+URDF_PATH = urdf_dir() / "arm.urdf"
 
 
 @functools.lru_cache(maxsize=1)

@@ -1,0 +1,126 @@
+"""scripted_expert: drives the arm through the same topics a learned policy uses.
+
+It acts once per observation: a /joint_states message paired (by stamp) with the
+/task/object_poses of the same tick gives one command on /forward_position_controller/commands,
+so in the sim's lock-step mode each tick waits for exactly this node. When either observation is
+older than `max_age` it holds (publishes nothing). `~/reset` starts a fresh expert episode.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+
+import numpy as np
+from geometry_msgs.msg import PoseArray
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray
+from std_srvs.srv import Trigger
+
+from robot_rl.errors import ConfigError, DataError
+from robot_rl.ros import msgs
+from robot_rl.ros.params import declare_config
+from robot_rl.ros.spin import run_node
+from robot_rl.safety import is_stale
+from robot_rl.sim.arm import JOINT_NAMES
+
+RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+
+
+@dataclass
+class ScriptedExpertConfig:
+    task: str = field(default="reach", metadata={"help": "task: reach, push or lift"})
+    quality: str = field(default="expert", metadata={"help": "expert, good, medium, poor, or a number in [0, 1]"})
+    seed: int = field(default=0, metadata={"help": "seed of the expert's noise"})
+    joint_names: tuple[str, ...] = field(default=JOINT_NAMES, metadata={"help": "joint order of the published commands"})
+    max_age: float = field(default=0.5, metadata={"help": "hold when observations are older than this (s, node clock)"})
+    sync_tolerance: float = field(default=0.02, metadata={"help": "joint states and poses within this (s) are one observation"})
+
+    def __post_init__(self):
+        from robot_rl.sim.experts import quality_value
+
+        try:
+            quality_value(float(self.quality))
+        except ValueError:
+            quality_value(self.quality)  # a level name, or ConfigError
+        if sorted(self.joint_names) != sorted(JOINT_NAMES):
+            raise ConfigError(f"joint_names must be an ordering of {list(JOINT_NAMES)}, got {list(self.joint_names)}")
+        if self.max_age <= 0 or self.sync_tolerance < 0:
+            raise ConfigError("max_age must be > 0 and sync_tolerance >= 0")
+
+    @property
+    def quality_arg(self):
+        try:
+            return float(self.quality)
+        except ValueError:
+            return self.quality
+
+
+class ScriptedExpertNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__("scripted_expert", **kwargs)
+        self.config = c = declare_config(self, ScriptedExpertConfig)
+        from robot_rl.sim.experts import ScriptedExpert
+
+        self.expert = ScriptedExpert(c.task, quality=c.quality_arg, seed=c.seed)
+        self._joints = None  # (stamp, receive_time, joint_pos in JOINT_NAMES order, joint_vel)
+        self._poses = None  # (stamp, receive_time, (K, 7))
+        self._acted_stamp = None
+        self._held = False
+        self.pub = self.create_publisher(Float64MultiArray, "/forward_position_controller/commands", RELIABLE)
+        self.create_subscription(JointState, "/joint_states", self._on_joints, RELIABLE)
+        self.create_subscription(PoseArray, "/task/object_poses", self._on_poses, RELIABLE)
+        self.create_service(Trigger, "~/reset", self._on_reset)
+        self.get_logger().info(f"task {c.task}, quality {c.quality}")
+
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _on_joints(self, msg: JointState) -> None:
+        names, pos, vel, _ = msgs.joint_state_from_msg(msg)
+        try:
+            q = msgs.reorder(names, pos, JOINT_NAMES)
+            v = msgs.reorder(names, vel, JOINT_NAMES) if len(vel) == len(names) else np.zeros(len(JOINT_NAMES))
+        except DataError as e:
+            self.get_logger().error(f"/joint_states: {e}", throttle_duration_sec=5.0)
+            return
+        self._joints = (msgs.from_time(msg.header.stamp), self._now(), q, v)
+        self._maybe_act()
+
+    def _on_poses(self, msg: PoseArray) -> None:
+        self._poses = (msgs.from_time(msg.header.stamp), self._now(), msgs.poses_from_msg(msg))
+        self._maybe_act()
+
+    def _maybe_act(self) -> None:
+        if self._joints is None or self._poses is None:
+            return
+        j_stamp, j_recv, q, v = self._joints
+        p_stamp, p_recv, poses = self._poses
+        if j_stamp == self._acted_stamp or abs(j_stamp - p_stamp) > self.config.sync_tolerance:
+            return  # already answered, or the other half of this tick has not arrived yet
+        if is_stale(min(j_recv, p_recv), self._now(), self.config.max_age):
+            if not self._held:
+                self.get_logger().warning("observations are stale: holding (no commands)")
+            self._held = True
+            return
+        self._held = False
+        self._acted_stamp = j_stamp
+        action = self.expert.act({"joint_pos": q, "joint_vel": v, "object_poses": poses})
+        self.pub.publish(msgs.array_to_msg(msgs.reorder(JOINT_NAMES, action, self.config.joint_names)))
+
+    def _on_reset(self, request, response):
+        self.expert.reset()
+        response.success, response.message = True, "expert reset"
+        return response
+
+    def close(self) -> None:
+        self._joints = self._poses = None  # commands stop
+
+
+def main(args=None) -> int:
+    return run_node(ScriptedExpertNode, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""The one `main()` body every node shares: init, build, spin, clean shutdown.
+
+rclpy's default signal handlers turn SIGINT and SIGTERM into a context shutdown, which ends
+`spin` with ExternalShutdownException (or KeyboardInterrupt); either way `close()` runs so the
+node stops commanding and closes its files before the process exits 0. A RobotRLError raised
+while building the node (bad parameters) is one line on stderr and exit code 2.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+import rclpy
+from rclpy.executors import ExternalShutdownException
+
+from robot_rl.errors import RobotRLError
+
+
+def run_node(factory: Callable[[], "rclpy.node.Node"], args=None) -> int:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = factory()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except RobotRLError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    finally:
+        if node is not None:
+            close = getattr(node, "close", None)
+            if close is not None:
+                close()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
