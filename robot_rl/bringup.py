@@ -40,6 +40,11 @@ NODES: dict[str, NodeSpec] = {spec.name: spec for spec in (
     NodeSpec("mujoco_sim", "robot_rl", "mujoco_sim", "robot_rl.ros.mujoco_sim_node", "MujocoSimConfig"),
     NodeSpec("scripted_expert", "robot_rl", "scripted_expert", "robot_rl.ros.scripted_expert_node",
              "ScriptedExpertConfig"),
+    NodeSpec("recorder", "robot_rl", "recorder", "robot_rl.ros.recorder_node", "RecorderConfig"),
+    NodeSpec("diffusion_policy", "robot_rl", "diffusion_policy", "robot_rl.ros.diffusion_policy_node",
+             "DiffusionPolicyConfig"),
+    NodeSpec("offline_trainer", "robot_rl", "offline_trainer", "robot_rl.ros.offline_trainer_node",
+             "OfflineTrainerConfig"),
 )}
 
 # graph name (= launch/<name>.launch.py) -> ((node, params file in config/ or None), ...)
@@ -48,6 +53,15 @@ GRAPHS: dict[str, tuple[tuple[str, str | None], ...]] = {
         ("robot_state_publisher", "sim_expert.yaml"),
         ("mujoco_sim", "sim_expert.yaml"),
         ("scripted_expert", "sim_expert.yaml"),
+    ),
+    "sim_diffusion": (
+        ("mujoco_sim", "sim_diffusion.yaml"),
+        ("diffusion_policy", "sim_diffusion.yaml"),
+    ),
+    "record_demos": (
+        ("mujoco_sim", "record_demos.yaml"),
+        ("scripted_expert", "record_demos.yaml"),
+        ("recorder", "record_demos.yaml"),
     ),
 }
 

@@ -1,0 +1,32 @@
+"""One way to name a policy anywhere (CLI flags, ROS parameters): a checkpoint folder or an expert.
+
+`path/to/checkpoint` loads whatever its config.json says it is (diffusion, residual);
+`expert:<task>[:<quality>]` is a scripted expert, handy as a base policy or a baseline.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from robot_rl.errors import DataError
+
+
+def load_policy(spec: str, device: str = "cpu"):
+    if spec.startswith("expert:"):
+        from robot_rl.sim.experts import ScriptedExpert
+
+        _, task, *rest = spec.split(":")
+        return ScriptedExpert(task, rest[0] if rest else "expert")
+    path = Path(spec)
+    config = path / "config.json"
+    if not config.is_file():
+        raise DataError(f"{config}: no checkpoint config here; pass a checkpoint folder or expert:<task>[:<quality>]")
+    try:
+        kind = json.loads(config.read_text()).get("policy", "diffusion")
+    except json.JSONDecodeError as e:
+        raise DataError(f"{config}: not valid JSON ({e.msg})") from e
+    if kind == "diffusion":
+        from robot_rl.policies.diffusion.model import DiffusionPolicy
+
+        return DiffusionPolicy.from_checkpoint(path, device=device)
+    raise DataError(f"{config}: policy kind {kind!r} cannot be loaded as a standalone policy")

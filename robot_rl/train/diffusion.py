@@ -1,0 +1,347 @@
+"""Behaviour cloning of a diffusion policy (Chi et al., RSS 2023) from an episode dataset.
+
+The whole loop is `train_diffusion()`: sample a batch of (To observations, Tp actions)
+windows, DDPM noise-prediction loss, AdamW step, cosine learning rate with warm-up, EMA update.
+Every `eval_every` steps the EMA weights are scored: the denoising loss and the action error of
+DDIM chunks on fixed windows (cheap, no simulator), and success rate through the `evaluate`
+callable when one is given (`sim_evaluator` builds one from `robot_rl.sim.rollout.evaluate`).
+The EMA weights with the best success (or, without rollouts, the lowest action error) go to
+`out/best/`, the latest to `out/last/`; curves.csv / curves.png are written next to both.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers.optimization import get_scheduler
+from tqdm import tqdm
+
+from robot_rl.errors import ConfigError, DataError
+from robot_rl.policies.diffusion.config import DiffusionConfig, is_rgb_key
+from robot_rl.policies.diffusion.ema import EMA
+from robot_rl.policies.diffusion.model import DiffusionPolicy
+from robot_rl.policies.diffusion.normalizer import normalizer_from_stats
+
+
+@dataclass
+class DiffusionTrainConfig:
+    dataset: str = ""
+    out: str = "runs/diffusion"
+    num_steps: int = 20_000
+    batch_size: int = 256
+    max_episodes: int | None = None  # use at most this many (successful) demonstrations
+    successful_only: bool = True
+    val_fraction: float = 0.0  # held-out episodes for the loss / action-error curves
+    eval_every: int = 2_000
+    eval_windows: int = 256  # windows scored for the action error at each evaluation
+    seed: int = 0
+    device: str = "cpu"
+    torch_threads: int = 0  # 0: leave torch's default
+    init_checkpoint: str | None = None  # fine-tune: start from these weights and normalizer
+    policy: DiffusionConfig = field(default_factory=DiffusionConfig)
+
+    def __post_init__(self):
+        if self.num_steps < 1 or self.batch_size < 1 or self.eval_every < 1:
+            raise ConfigError("DiffusionTrainConfig: num_steps, batch_size and eval_every must be >= 1")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ConfigError(f"DiffusionTrainConfig: val_fraction must be in [0, 1), got {self.val_fraction}")
+
+
+EvalFn = Callable[[DiffusionPolicy], dict]  # policy -> {"success_rate": float, ...}
+
+
+def sim_evaluator(task: str, num_episodes: int = 50, first_seed: int = 1_000_000,
+                  env_kwargs: dict | None = None) -> EvalFn:
+    """Success rate over seeded simulator episodes (seeds disjoint from the demonstrations')."""
+    from robot_rl.sim.rollout import evaluate
+
+    seeds = list(range(first_seed, first_seed + num_episodes))
+    return lambda policy: evaluate(task, policy, seeds, env_kwargs=env_kwargs or {}, progress=False)
+
+
+def select_episodes(dataset, tc: DiffusionTrainConfig) -> tuple[list[int], list[int]]:
+    """(train, held-out) episode indices: successful ones first-come, capped at max_episodes."""
+    episodes = [i for i in range(dataset.num_episodes)
+                if not tc.successful_only or bool(dataset.episode_meta(i).get("success", True))]
+    if tc.max_episodes is not None:
+        episodes = episodes[: tc.max_episodes]
+    if not episodes:
+        raise DataError(f"{dataset.root}: no {'successful ' if tc.successful_only else ''}episodes to train on")
+    rng = np.random.default_rng(tc.seed)
+    order = [episodes[i] for i in rng.permutation(len(episodes))]
+    n_val = int(round(tc.val_fraction * len(order))) if len(order) > 1 else 0
+    return sorted(order[n_val:]), sorted(order[:n_val])
+
+
+def config_for_dataset(dataset, policy: DiffusionConfig) -> DiffusionConfig:
+    """The policy config with observation shapes and action size read from the dataset."""
+    missing = [k for k in (*policy.obs_keys, "action") if k not in dataset.keys]
+    if missing:
+        raise DataError(f"{dataset.root}: no key(s) {missing} (keys: {', '.join(dataset.keys)})")
+    shapes = {k: tuple(dataset.keys[k]["shape"]) for k in policy.obs_keys}
+    return dataclasses.replace(policy, obs_shapes=shapes, action_dim=int(dataset.keys["action"]["shape"][0]))
+
+
+@torch.no_grad()
+def score_windows(policy: DiffusionPolicy, batch, seed: int = 0) -> dict:
+    """Denoising loss and DDIM chunk error (normalized units) on fixed windows, fixed noise."""
+    obs, action = batch
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        loss = policy.compute_loss((obs, action)).item()
+    gen = torch.Generator().manual_seed(seed)
+    pred = policy.generate(obs, generator=gen)
+    target = torch.as_tensor(action, device=pred.device).float()
+    norm = policy.normalizer
+    err = (norm.normalize("action", pred) - norm.normalize("action", target)).pow(2).mean().item()
+    return {"loss": loss, "action_mse": err}
+
+
+def train_diffusion(tc: DiffusionTrainConfig, dataset, evaluate: EvalFn | None = None,
+                    progress: bool = True, best_metric: float = -float("inf")) -> dict:
+    """Train, evaluate, checkpoint; returns the summary (also written to out/summary.json).
+    `out/best` is replaced only by a score >= `best_metric` (carried over between --follow rounds)."""
+    from robot_rl.data.stats import compute_stats
+    from robot_rl.data.windows import ChunkWindows
+
+    if tc.torch_threads > 0:
+        torch.set_num_threads(tc.torch_threads)
+    torch.manual_seed(tc.seed)
+    rng = np.random.default_rng(tc.seed)
+    out = Path(tc.out)
+    out.mkdir(parents=True, exist_ok=True)
+    init = DiffusionPolicy.from_checkpoint(tc.init_checkpoint, tc.device) if tc.init_checkpoint else None
+    cfg = config_for_dataset(dataset, init.config if init else tc.policy)
+    if init is not None and (cfg.obs_shapes, cfg.action_dim) != (init.config.obs_shapes, init.config.action_dim):
+        raise DataError(f"{dataset.root}: observation or action shapes differ from checkpoint {tc.init_checkpoint}")
+
+    # --- data: windows, statistics from the training episodes only ------------------------------
+    train_eps, val_eps = select_episodes(dataset, tc)
+    windows = ChunkWindows(dataset, cfg.obs_keys, cfg.obs_horizon, cfg.pred_horizon, episodes=train_eps)
+    val_windows = None
+    if val_eps:
+        val_windows = ChunkWindows(dataset, cfg.obs_keys, cfg.obs_horizon, cfg.pred_horizon, episodes=val_eps)
+    stats = None if init else compute_stats(dataset, [*cfg.lowdim_keys, *cfg.points_keys, "action"], episodes=train_eps)
+    score_src = val_windows or windows
+    score_batch = score_src[np.sort(rng.choice(len(score_src), min(tc.eval_windows, len(score_src)), replace=False))]
+
+    # --- model, optimiser, schedule, EMA ------------------------------------------------------------
+    policy = init or DiffusionPolicy(cfg, normalizer_from_stats(stats, cfg)).to(tc.device)
+    policy.train()
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, betas=cfg.adam_betas, eps=cfg.adam_eps,
+                                  weight_decay=cfg.weight_decay)
+    lr_schedule = get_scheduler(cfg.lr_scheduler, optimizer, num_training_steps=tc.num_steps,
+                                num_warmup_steps=min(cfg.lr_warmup_steps, tc.num_steps // 10))
+    ema = EMA.from_config(policy, cfg)
+
+    rows: list[dict] = []
+    best = {"metric": best_metric, "step": None, "success_rate": None}
+    start, losses, order, cursor = time.perf_counter(), [], rng.permutation(len(windows)), 0
+
+    def run_eval(step: int) -> None:
+        nonlocal best
+        model = ema.model
+        row = {"step": step, "wall_s": round(time.perf_counter() - start, 1), "lr": lr_schedule.get_last_lr()[0],
+               "train_loss": float(np.mean(losses)) if losses else float("nan"), "ema_decay": ema.decay}
+        scored_on = "val" if val_windows else "train"
+        row.update({f"{scored_on}_{k}": v for k, v in score_windows(model, score_batch).items()})
+        if evaluate is not None:
+            row["success_rate"] = float(evaluate(model)["success_rate"])
+        losses.clear()
+        rows.append(row)
+        metric = row["success_rate"] if evaluate is not None else -row[next(k for k in row if k.endswith("action_mse"))]
+        if step > 0 and metric >= best["metric"]:  # ties go to the later, longer-averaged weights
+            best = {"metric": metric, "step": step, "success_rate": row.get("success_rate")}
+            model.save_checkpoint(out / "best")
+        model.save_checkpoint(out / "last")
+        write_curves(out, rows, [out / "best", out / "last"])
+        if progress:
+            bar.write(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+
+    bar = tqdm(range(1, tc.num_steps + 1), desc="diffusion", disable=not progress)
+    for step in bar:
+        if cursor + tc.batch_size > len(order):  # a new epoch: reshuffle
+            order, cursor = rng.permutation(len(windows)), 0
+        obs, action = windows[order[cursor : cursor + tc.batch_size]]
+        cursor += tc.batch_size
+
+        loss = policy.compute_loss((obs, action))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        lr_schedule.step()
+        ema.update(policy)
+
+        losses.append(loss.item())
+        if step == 1:
+            first_loss = losses[0]
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}", lr=f"{lr_schedule.get_last_lr()[0]:.1e}")
+        if step % tc.eval_every == 0 or step == tc.num_steps:
+            run_eval(step)
+
+    summary = {
+        "episodes": len(train_eps), "held_out_episodes": len(val_eps), "windows": len(windows),
+        "steps": tc.num_steps, "wall_s": round(time.perf_counter() - start, 1), "first_loss": first_loss,
+        "parameters": policy.num_parameters(), "best_step": best["step"],
+        "best_success_rate": best["success_rate"], "best_metric": best["metric"], "final": rows[-1],
+        "checkpoint": str(out / "best"),
+    }
+    (out / "summary.json").write_text(json.dumps({"config": asdict(tc), **summary}, indent=2, default=str))
+    final = rows[-1]
+    score_key = next(k for k in final if k.endswith("action_mse"))
+    success = "" if evaluate is None else (f", success best {best['success_rate'] or float('nan'):.2f} at step "
+                                           f"{best['step']} (last {final['success_rate']:.2f})")
+    print(f"diffusion: {len(train_eps)} episodes, {tc.num_steps} steps in {summary['wall_s']:.0f} s, "
+          f"{summary['parameters'] / 1e6:.2f}M parameters, {score_key} {final[score_key]:.4f}{success}; "
+          f"checkpoint {out / 'best'}")
+    return summary
+
+
+def write_curves(out: Path, rows: list[dict], copies=()) -> None:
+    """curves.csv + curves.png (loss, action error, success vs step) in `out` and each copy."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    with open(out / "curves.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)
+    steps = [r["step"] for r in rows]
+    panels = [("loss", [k for k in fields if k.endswith("loss")]),
+              ("action MSE (normalized)", [k for k in fields if k.endswith("action_mse")]),
+              ("success rate", [k for k in fields if k == "success_rate"])]
+    panels = [(title, keys) for title, keys in panels if keys]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.2), squeeze=False)
+    for ax, (title, keys) in zip(axes[0], panels):
+        for k in keys:
+            ax.plot(steps, [r.get(k, float("nan")) for r in rows], marker="o", label=k)
+        if title != "success rate":
+            ax.set_yscale("log")
+        else:
+            ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("gradient step")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "curves.png", dpi=100)
+    plt.close(fig)
+    for folder in copies:
+        if folder.is_dir():
+            for name in ("curves.csv", "curves.png"):
+                tmp = folder / f".{name}.tmp"
+                tmp.write_bytes((out / name).read_bytes())
+                tmp.replace(folder / name)
+
+
+# --- `robot-rl train diffusion` ---------------------------------------------------------------------
+OBS_PRESETS = {"state": ("joint_pos", "ee_pos", "object_poses"), "rgb": ("joint_pos", "ee_pos"),
+               "points": ("joint_pos", "ee_pos", "points")}
+
+
+def obs_keys_for(preset: str, dataset_keys) -> tuple[str, ...]:
+    keys = OBS_PRESETS[preset]
+    if preset == "rgb":
+        cams = tuple(k for k in dataset_keys if is_rgb_key(k))
+        if not cams:
+            raise DataError("--obs rgb: the dataset has no <cam>_rgb keys (collect with --cameras)")
+        keys = keys + cams
+    return keys
+
+
+def env_kwargs_for(cfg: DiffusionConfig) -> dict:
+    """ArmEnv arguments that produce every observation key the policy reads."""
+    cams = [k[: -len("_rgb")] for k in cfg.rgb_keys]
+    kwargs: dict = {}
+    if cams:
+        h, w = cfg.obs_shapes[cfg.rgb_keys[0]][:2]
+        kwargs.update(cameras=tuple(cams), image_size=(w, h))
+    if cfg.points_keys:
+        kwargs.update(points=True, num_points=cfg.obs_shapes[cfg.points_keys[0]][0],
+                      cameras=tuple(kwargs.get("cameras", ())) or ("front",))
+    return kwargs
+
+
+def add_arguments(parser) -> None:
+    d, t = DiffusionConfig(), DiffusionTrainConfig()
+    parser.add_argument("--dataset", required=True, help="episode dataset directory")
+    parser.add_argument("--obs", choices=sorted(OBS_PRESETS), default="state",
+                        help="state: joints + ee + object poses; rgb: joints + ee + every camera; "
+                             "points: joints + ee + cloud")
+    parser.add_argument("--obs-keys", nargs="+", default=None, help="explicit observation keys (overrides --obs)")
+    parser.add_argument("--task", default=None, help="task for evaluation rollouts (default: from the dataset)")
+    parser.add_argument("--out", default=t.out)
+    parser.add_argument("--num-steps", type=int, default=t.num_steps)
+    parser.add_argument("--batch-size", type=int, default=t.batch_size)
+    parser.add_argument("--max-episodes", type=int, default=None)
+    parser.add_argument("--val-fraction", type=float, default=t.val_fraction)
+    parser.add_argument("--eval-every", type=int, default=t.eval_every)
+    parser.add_argument("--eval-episodes", type=int, default=50, help="simulator episodes per evaluation (0: none)")
+    parser.add_argument("--down-dims", type=int, nargs="+", default=list(d.down_dims))
+    parser.add_argument("--num-inference-steps", type=int, default=d.num_inference_steps)
+    parser.add_argument("--lr", type=float, default=d.lr)
+    parser.add_argument("--device", default=t.device)
+    parser.add_argument("--torch-threads", type=int, default=t.torch_threads)
+    parser.add_argument("--seed", type=int, default=t.seed)
+    parser.add_argument("--init-checkpoint", default=None, help="fine-tune from this checkpoint folder")
+    parser.add_argument("--follow", action="store_true",
+                        help="after training, keep fine-tuning as new episodes are committed to the dataset")
+    parser.add_argument("--follow-steps", type=int, default=1000, help="gradient steps per batch of new episodes")
+
+
+def run(args) -> int:
+    from robot_rl.data.dataset import EpisodeDataset
+    from robot_rl.data.follow import EpisodeFollower
+
+    if args.follow:  # the recorder may not have committed anything yet
+        first = EpisodeFollower(args.dataset, start=0, poll_s=1.0)
+        while not first.wait(timeout=None):
+            pass
+    dataset = EpisodeDataset.open(args.dataset)
+    keys = tuple(args.obs_keys) if args.obs_keys else obs_keys_for(args.obs, dataset.keys)
+    missing = [k for k in (*keys, "action") if k not in dataset.keys]
+    if missing:
+        raise DataError(f"{args.dataset}: no key(s) {missing} (keys: {', '.join(dataset.keys)})")
+    policy = DiffusionConfig(obs_keys=keys, obs_shapes={k: tuple(dataset.keys[k]["shape"]) for k in keys},
+                             action_dim=int(dataset.keys["action"]["shape"][0]), down_dims=tuple(args.down_dims),
+                             num_inference_steps=args.num_inference_steps, lr=args.lr)
+    tc = DiffusionTrainConfig(dataset=args.dataset, out=args.out, num_steps=args.num_steps,
+                              batch_size=args.batch_size, max_episodes=args.max_episodes,
+                              val_fraction=args.val_fraction, eval_every=args.eval_every, seed=args.seed,
+                              device=args.device, torch_threads=args.torch_threads,
+                              init_checkpoint=args.init_checkpoint, policy=policy)
+    evaluate = None
+    if args.eval_episodes > 0:
+        task = args.task or (dataset.episode_meta(0).get("task") if dataset.num_episodes else None)
+        if not task:
+            raise DataError(f"{args.dataset}: episodes carry no task; pass --task or --eval-episodes 0")
+        env_kwargs = env_kwargs_for(config_for_dataset(dataset, policy))
+        evaluate = sim_evaluator(task, args.eval_episodes, env_kwargs=env_kwargs)
+    follower = EpisodeFollower(dataset) if args.follow else None  # episodes there now count as seen
+    summary = train_diffusion(tc, dataset, evaluate)
+    if follower is None:
+        return 0
+    # Streaming: each batch of newly committed episodes -> a short fine-tuning round from the
+    # latest weights (same normalizer), evaluated and checkpointed like the first run.
+    print(f"following {args.dataset} from episode {follower.seen}", flush=True)
+    while True:
+        new = follower.wait(timeout=None)
+        if not new:
+            continue
+        print(f"episodes {new[0]}..{new[-1]} committed: fine-tuning {args.follow_steps} steps", flush=True)
+        round_tc = dataclasses.replace(tc, num_steps=args.follow_steps, eval_every=args.follow_steps,
+                                       init_checkpoint=str(Path(args.out) / "last"), max_episodes=None,
+                                       seed=tc.seed + follower.seen)
+        summary = train_diffusion(round_tc, follower.dataset, evaluate, best_metric=summary["best_metric"])
