@@ -40,6 +40,7 @@ class EpisodeRunnerConfig:
     sim_node: str = field(default="mujoco_sim", metadata={"help": "name of the sim node (its task parameter is checked)"})
     reset_services: tuple[str, ...] = field(default=("/scripted_expert/reset", "/sim/reset"),
                                             metadata={"help": "Trigger services called, in order, before each episode"})
+    recorder: str = field(default="", metadata={"help": "recorder node name: each episode is recorded (~/start after the resets, ~/stop_success or ~/stop_failure at its end)"})
     service_timeout: float = field(default=20.0, metadata={"help": "seconds to wait for the services to appear"})
     step_timeout: float = field(default=5.0, metadata={"help": "wall seconds without a tick before giving up"})
 
@@ -63,6 +64,7 @@ class EpisodeRunner(Node):
         super().__init__("episode_runner", **kwargs)
         self.config = config
         self._reset_clients = [self.create_client(Trigger, name) for name in config.reset_services]
+        self._recorder_clients: dict = {}  # recorder services, made on first use
         self._t_reset = float("inf")
         self._steps = 0
         self._success = False
@@ -131,6 +133,8 @@ class EpisodeRunner(Node):
                 s = _SEED_RE.search(response.message)
                 self._t_reset = float(t.group(1)) if t else 0.0
                 seed = s.group(1) if s else "?"
+        if self.config.recorder:
+            self._call(f"/{self.config.recorder}/start")
         t0 = self._last_tick_wall = time.monotonic()
         while not self._success and self._steps < self.config.max_steps:
             rclpy.spin_once(self, timeout_sec=0.05)
@@ -138,7 +142,21 @@ class EpisodeRunner(Node):
                 raise RobotRLError(f"no /joint_states for {self.config.step_timeout:.0f} s; did the sim stop?")
         for _ in range(3):  # let the last frames in
             rclpy.spin_once(self, timeout_sec=0.01)
+        if self.config.recorder:
+            self._call(f"/{self.config.recorder}/stop_{'success' if self._success else 'failure'}")
         return EpisodeOutcome(seed, self._success, self._steps, time.monotonic() - t0)
+
+    def _call(self, service: str) -> str:
+        """Call a Trigger service (clients are made once); RobotRLError when it refuses."""
+        client = self._recorder_clients.get(service)
+        if client is None:
+            client = self._recorder_clients[service] = self.create_client(Trigger, service)
+            if not client.wait_for_service(timeout_sec=self.config.service_timeout):
+                raise RobotRLError(f"service {service} did not appear within {self.config.service_timeout:.0f} s")
+        response = self._spin_until(client.call_async(Trigger.Request()), 10.0, service)
+        if not response.success:
+            raise RobotRLError(f"{service} failed: {response.message}")
+        return response.message
 
     def take_frames(self) -> list:
         frames, self._frames = self._frames or [], None
@@ -199,6 +217,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reset-service", action="append", dest="reset_services",
                         help="Trigger service called before each episode (repeatable; "
                              "default /scripted_expert/reset then /sim/reset)")
+    parser.add_argument("--recorder", default="", help="recorder node name: record every episode (e.g. recorder)")
     parser.add_argument("--service-timeout", type=float, default=20.0)
     parser.add_argument("--step-timeout", type=float, default=5.0,
                         help="give up when no tick arrives for this many wall seconds")
@@ -210,7 +229,7 @@ def config_from_args(args) -> EpisodeRunnerConfig:
     return EpisodeRunnerConfig(
         task=args.task, num_episodes=args.num_episodes, max_steps=args.max_steps, video=args.video,
         video_camera=args.video_camera, sim_node=args.sim_node,
-        reset_services=tuple(args.reset_services or EpisodeRunnerConfig.reset_services),
+        reset_services=tuple(args.reset_services or EpisodeRunnerConfig.reset_services), recorder=args.recorder,
         service_timeout=args.service_timeout, step_timeout=args.step_timeout)
 
 

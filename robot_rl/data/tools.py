@@ -1,0 +1,374 @@
+"""`robot-rl dataset ...`: from-bag, info, merge, split, export, repair-bag.
+
+    robot-rl dataset from-bag BAG... --out D     bags -> episodes (the live recorder's sync code)
+    robot-rl dataset info D [--json]             episodes, lengths, success rate, keys and shapes
+    robot-rl dataset merge D1 D2... --out D      one dataset from several (same joints, rate, keys)
+    robot-rl dataset split D --val 0.1 --out-train T --out-val V    by episode, seeded
+    robot-rl dataset export D --format lerobot --out L              LeRobot v3 layout
+    robot-rl dataset repair-bag BAG              salvage a bag whose recorder was killed
+
+from-bag: a bag made by our recorder holds episode markers (start/stop/discard on
+/recorder/events) and the recorder's sync settings, and converts to exactly the episodes the
+recorder committed live. Any other ROS 2 bag with the standard topics converts as one episode
+(the whole bag), with settings from the flags and topics found in the bag.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from robot_rl.data.bag import EVENTS_TOPIC, open_bag, read_events, repair_bag
+from robot_rl.data.dataset import EpisodeDataset
+from robot_rl.data.sync import EpisodeAssembler, EpisodeRefused, Stream, SyncConfig, standard_streams
+from robot_rl.errors import ConfigError, DataError
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------- from-bag
+
+
+def _foreign_config(info_topics: dict[str, str], args) -> SyncConfig:
+    """Sync settings for a bag without our markers: flags, else the standard topics in the bag."""
+    topics = set(info_topics)
+    if args.joint_states_topic not in topics:
+        raise DataError(f"bag has no {args.joint_states_topic} topic (the reference clock); topics: {sorted(topics)}")
+    cameras = args.cameras
+    if cameras is None:
+        cameras = sorted(t.split("/")[2] for t in topics
+                         if t.startswith("/camera/") and t.endswith("/image_raw") and t.count("/") == 3)
+    if args.depth is None:  # the cameras whose depth topic is in the bag
+        depth = [c for c in cameras if f"/camera/{c}/depth/image_raw" in topics]
+    else:
+        depth = list(cameras) if args.depth else []
+
+    def present(topic):
+        return topic if topic in topics else ""
+
+    streams = standard_streams(args.joint_states_topic, present(args.action_topic), cameras, depth,
+                               present(args.object_poses_topic), present(args.reward_topic),
+                               present(args.success_topic), present(args.points_topic or ""))
+    return SyncConfig(args.rate_hz, args.max_age, tuple(args.joint_names), streams, args.on_gap,
+                      not args.receive_time, args.ee_pose)
+
+
+def _check_topics(bag_path, config: SyncConfig, topics: dict[str, str]) -> None:
+    for stream in config.streams:
+        if stream.topic not in topics:
+            what = f"camera '{stream.name}' " if stream.name else ""
+            raise DataError(f"bag {bag_path}: {what}topic {stream.topic} is missing (topics in the bag: "
+                            f"{', '.join(sorted(topics))})")
+
+
+def convert_bag(bag_path, dataset_path, args=None, log=_say) -> dict:
+    """Append the episodes of one bag to the dataset at `dataset_path`; returns a report.
+
+    `args` carries from-bag's flags (see add_arguments); None takes their defaults.
+    """
+    args = args or _defaults()
+    report = {"bag": str(bag_path), "committed": [], "refused": [], "skipped": []}
+    with open_bag(bag_path) as reader:
+        topics = reader.topics
+        has_markers = EVENTS_TOPIC in topics and reader.info.counts.get(EVENTS_TOPIC, 0) > 0
+        dataset = None
+        assembler = None
+        episode = None  # (number, start meta) of the open episode
+
+        def open_dataset(config: SyncConfig):
+            nonlocal dataset
+            if dataset is None:
+                dataset = EpisodeDataset.open_or_create(dataset_path, {"joint_names": list(config.joint_names),
+                                                                       "rate_hz": config.rate_hz})
+            return dataset
+
+        def commit(number, frames, meta):
+            index = open_dataset(assembler.config).append_episode(frames, meta)
+            report["committed"].append({"episode": number, "index": index, "frames": len(frames["joint_pos"]),
+                                        "success": meta["success"]})
+
+        if not has_markers:
+            config = _foreign_config(topics, args)
+            _check_topics(bag_path, config, topics)
+            assembler = EpisodeAssembler(config, topics, reader.deserialize)
+            meta = {"task": args.task, "source": _source(args), "bag": Path(bag_path).name}
+            first = None
+            last = 0
+            for topic, t, raw, publish in reader.records():
+                if first is None:
+                    first = t
+                    assembler.start(meta, t)
+                assembler.message(topic, t, raw, publish)
+                last = t
+            if first is None:
+                raise DataError(f"bag {bag_path}: has no messages")
+            try:
+                frames, meta = assembler.stop(False, last)
+            except EpisodeRefused as e:
+                raise DataError(f"bag {bag_path}: episode refused: {e}") from e
+            meta["success"] = _success_label(bag_path, args.success, frames)
+            commit(0, frames, meta)
+            return report
+
+        # Every message feeds the assembler, in or out of an episode, as it did in the recorder
+        # (camera_info sent before an episode still gives its intrinsics).
+        starts = [e for e in read_events(reader) if e.get("event") == "start"]
+        if starts:
+            config = SyncConfig.from_dict(starts[0]["sync"])
+            _check_topics(bag_path, config, topics)
+            assembler = EpisodeAssembler(config, topics, reader.deserialize)
+        for topic, t, raw, publish in reader.records():
+            if topic != EVENTS_TOPIC:
+                if assembler is not None:
+                    assembler.message(topic, t, raw, publish)
+                continue
+            event = json.loads(reader.deserialize(raw, "std_msgs/msg/String", topic).data)
+            kind = event.get("event")
+            if kind == "start":
+                config = SyncConfig.from_dict(event["sync"])
+                if assembler.config != config:  # settings changed within the bag
+                    _check_topics(bag_path, config, topics)
+                    previous = assembler
+                    assembler = EpisodeAssembler(config, topics, reader.deserialize)
+                    assembler.inherit(previous)
+                if assembler.open:
+                    report["skipped"].append({"episode": episode[0], "reason": "no stop marker before the next start"})
+                    assembler.discard()
+                assembler.start(event["meta"], t)
+                episode = (event["episode"], event["meta"])
+            elif kind in ("stop", "discard") and assembler is not None and assembler.open:
+                number = event["episode"]
+                if kind == "discard":
+                    assembler.discard()
+                    report["skipped"].append({"episode": number, "reason": event.get("reason", "discarded")})
+                    continue
+                try:
+                    frames, meta = assembler.stop(event["success"], t)
+                except DataError as e:  # EpisodeRefused included: the recorder refused it too
+                    report["refused"].append({"episode": number, "reason": str(e)})
+                    log(f"bag {bag_path}: episode {number} refused: {e}")
+                    continue
+                commit(number, frames, meta)
+        if assembler is not None and assembler.open:
+            report["skipped"].append({"episode": episode[0], "reason": "no stop marker (recorder killed mid-episode?)"})
+    return report
+
+
+def _success_label(bag_path, choice: str, frames: dict) -> bool:
+    if choice == "true":
+        return True
+    if choice == "false":
+        return False
+    if "success" not in frames:
+        raise DataError(f"bag {bag_path}: no success topic to label the episode; pass --success true or false")
+    return bool(frames["success"].any())
+
+
+def _source(args) -> dict:
+    source = {"kind": args.source_kind}
+    for key in ("quality", "policy", "checkpoint"):
+        value = getattr(args, f"source_{key}", "")
+        if value:
+            source[key] = value
+    return source
+
+
+def from_bag(bags, out, args=None, log=_say) -> list[dict]:
+    reports = []
+    for bag in bags:
+        report = convert_bag(bag, out, args, log)
+        log(f"{bag}: {len(report['committed'])} episodes committed, {len(report['refused'])} refused, "
+            f"{len(report['skipped'])} skipped")
+        reports.append(report)
+    if not any(r["committed"] for r in reports):
+        reasons = [x["reason"] for r in reports for x in r["refused"] + r["skipped"]]
+        raise DataError(f"no episode could be converted from {', '.join(map(str, bags))}"
+                        + (f": {reasons[0]}" if reasons else ""))
+    return reports
+
+
+# ---------------------------------------------------------------------------- info, merge, split
+
+
+def dataset_info(path) -> dict:
+    ds = EpisodeDataset.open(path)
+    lengths = ds.episode_lengths
+    sources: dict[str, int] = {}
+    tasks: dict[str, int] = {}
+    for i in range(ds.num_episodes):
+        meta = ds.episode_meta(i)
+        src = meta.get("source")
+        label = src.get("kind", "?") if isinstance(src, dict) else str(src)
+        if isinstance(src, dict) and src.get("quality"):
+            label += f":{src['quality']}"
+        sources[label] = sources.get(label, 0) + 1
+        tasks[str(meta.get("task", ""))] = tasks.get(str(meta.get("task", "")), 0) + 1
+    return {
+        "path": str(path),
+        "episodes": ds.num_episodes,
+        "frames": int(lengths.sum()),
+        "length": {"min": int(lengths.min()), "mean": round(float(lengths.mean()), 2), "max": int(lengths.max())}
+        if len(lengths) else {},
+        "success_rate": round(float(ds.success.mean()), 4) if ds.num_episodes else None,
+        "rate_hz": ds.meta["rate_hz"],
+        "joint_names": ds.meta["joint_names"],
+        "keys": {k: {"shape": v["shape"], "dtype": v["dtype"]} for k, v in ds.keys.items()},
+        "tasks": tasks,
+        "sources": sources,
+    }
+
+
+def _print_info(info: dict) -> None:
+    print(f"dataset {info['path']}: {info['episodes']} episodes, {info['frames']} frames at {info['rate_hz']} Hz")
+    if info["episodes"]:
+        ln = info["length"]
+        print(f"  length min {ln['min']}, mean {ln['mean']}, max {ln['max']}; success rate {info['success_rate']:.3f}")
+    print(f"  joints: {', '.join(info['joint_names'])}")
+    print(f"  tasks: {info['tasks']}; sources: {info['sources']}")
+    for key, spec in info["keys"].items():
+        print(f"  {key:<16} {str(tuple(spec['shape'])):<16} {spec['dtype']}")
+
+
+def copy_episodes(src: EpisodeDataset, dst: EpisodeDataset, episodes) -> int:
+    n = 0
+    for i in episodes:
+        meta = src.episode_meta(i)
+        dst.append_episode(src.load_episode(i), meta)
+        n += 1
+    return n
+
+
+def merge(inputs, out) -> EpisodeDataset:
+    sources = [EpisodeDataset.open(p) for p in inputs]
+    first = sources[0]
+    for p, ds in zip(inputs, sources):
+        for field in ("joint_names", "rate_hz"):
+            if ds.meta[field] != first.meta[field]:
+                raise DataError(f"{p}: {field} {ds.meta[field]} differs from {inputs[0]}'s {first.meta[field]}; "
+                                "only datasets of one arm and rate merge")
+        if ds.keys and first.keys and ds.keys != first.keys:
+            raise DataError(f"{p}: keys {sorted(ds.keys)} differ from {inputs[0]}'s {sorted(first.keys)}")
+    dst = EpisodeDataset.create(out, {"joint_names": first.meta["joint_names"], "rate_hz": first.meta["rate_hz"],
+                                      "merged_from": [str(p) for p in inputs]})
+    for ds in sources:
+        copy_episodes(ds, dst, range(ds.num_episodes))
+    return dst
+
+
+def split(path, out_train, out_val, val_fraction: float = 0.1, seed: int = 0) -> tuple[list[int], list[int]]:
+    """Episodes shuffled with `seed`, the first round(val_fraction * N) (at least 1) to val."""
+    if not 0 < val_fraction < 1:
+        raise ConfigError(f"--val must be in (0, 1), got {val_fraction}")
+    ds = EpisodeDataset.open(path)
+    if ds.num_episodes < 2:
+        raise DataError(f"{path}: {ds.num_episodes} episodes; a split needs at least 2")
+    order = np.random.default_rng(seed).permutation(ds.num_episodes)
+    n_val = min(ds.num_episodes - 1, max(1, int(round(val_fraction * ds.num_episodes))))
+    val, train = sorted(order[:n_val].tolist()), sorted(order[n_val:].tolist())
+    for out, episodes, name in ((out_train, train, "train"), (out_val, val, "val")):
+        dst = EpisodeDataset.create(out, {"joint_names": ds.meta["joint_names"], "rate_hz": ds.meta["rate_hz"],
+                                          "split": {"of": str(path), "part": name, "seed": seed,
+                                                    "episodes": episodes}})
+        copy_episodes(ds, dst, episodes)
+    return train, val
+
+
+# ---------------------------------------------------------------------------- CLI
+
+
+def _defaults():
+    parser = argparse.ArgumentParser()
+    _from_bag_arguments(parser)
+    return parser.parse_args(["x", "--out", "y"])
+
+
+def _from_bag_arguments(p) -> None:
+    from robot_rl.sim.arm import JOINT_NAMES
+
+    p.add_argument("bags", nargs="+", metavar="BAG", help="rosbag2 directories")
+    p.add_argument("--out", required=True, help="dataset directory (created or appended to)")
+    g = p.add_argument_group("bags without recorder markers (one episode per bag)")
+    g.add_argument("--rate-hz", type=float, default=10.0)
+    g.add_argument("--max-age", type=float, default=0.05, help="s; keep below 1/rate")
+    g.add_argument("--on-gap", choices=["refuse", "mark"], default="refuse")
+    g.add_argument("--joint-names", nargs="+", default=list(JOINT_NAMES))
+    g.add_argument("--joint-states-topic", default="/joint_states")
+    g.add_argument("--action-topic", default="/forward_position_controller/commands")
+    g.add_argument("--cameras", nargs="*", default=None, help="default: every /camera/<cam>/image_raw in the bag")
+    g.add_argument("--depth", action=argparse.BooleanOptionalAction, default=None)
+    g.add_argument("--object-poses-topic", default="/task/object_poses")
+    g.add_argument("--reward-topic", default="/task/reward")
+    g.add_argument("--success-topic", default="/task/success")
+    g.add_argument("--points-topic", default="")
+    g.add_argument("--receive-time", action="store_true", help="align on bag receive times, not header stamps")
+    g.add_argument("--ee-pose", action=argparse.BooleanOptionalAction, default=True,
+                   help="add ee_pos/ee_quat by forward kinematics of the sim arm")
+    g.add_argument("--task", default="")
+    g.add_argument("--success", choices=["auto", "true", "false"], default="auto",
+                   help="episode label; auto: true when the success topic ever says so")
+    g.add_argument("--source-kind", default="other", choices=["scripted_expert", "teleop", "policy", "other"])
+    g.add_argument("--source-quality", default="")
+    g.add_argument("--source-policy", default="")
+    g.add_argument("--source-checkpoint", default="")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    _from_bag_arguments(sub.add_parser("from-bag", help="convert rosbag2 bags into episodes"))
+    p = sub.add_parser("info", help="episodes, lengths, success rate, keys and shapes")
+    p.add_argument("dataset")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p = sub.add_parser("merge", help="merge datasets (same joints, rate and keys)")
+    p.add_argument("datasets", nargs="+")
+    p.add_argument("--out", required=True)
+    p = sub.add_parser("split", help="split into train and val datasets by episode")
+    p.add_argument("dataset")
+    p.add_argument("--val", type=float, default=0.1, help="fraction of episodes for val")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out-train", required=True)
+    p.add_argument("--out-val", required=True)
+    p = sub.add_parser("export", help="export to another format")
+    p.add_argument("dataset")
+    p.add_argument("--format", choices=["lerobot"], default="lerobot")
+    p.add_argument("--out", required=True)
+    p.add_argument("--repo-id", default="local/robot_rl", help="LeRobot repo id written to info.json")
+    p.add_argument("--robot-type", default="robot_rl_arm")
+    p = sub.add_parser("repair-bag", help="salvage the files a killed recorder left open")
+    p.add_argument("bag")
+
+
+def run(args) -> int:
+    if args.action == "from-bag":
+        reports = from_bag(args.bags, args.out, args)
+        n = sum(len(r["committed"]) for r in reports)
+        print(f"{n} episodes from {len(args.bags)} bag(s) into {args.out}")
+    elif args.action == "info":
+        info = dataset_info(args.dataset)
+        print(json.dumps(info)) if args.json else _print_info(info)
+    elif args.action == "merge":
+        ds = merge(args.datasets, args.out)
+        print(f"merged {len(args.datasets)} datasets into {args.out}: {ds.num_episodes} episodes")
+    elif args.action == "split":
+        train, val = split(args.dataset, args.out_train, args.out_val, args.val, args.seed)
+        print(f"split {args.dataset}: {len(train)} train episodes -> {args.out_train}, "
+              f"{len(val)} val episodes -> {args.out_val}")
+    elif args.action == "export":
+        from robot_rl.data.lerobot import export_lerobot
+
+        out = export_lerobot(args.dataset, args.out, repo_id=args.repo_id, robot_type=args.robot_type)
+        print(f"exported {args.dataset} to {out} (LeRobot v3.0 layout)")
+    elif args.action == "repair-bag":
+        recovered = repair_bag(args.bag)
+        if not recovered:
+            print(f"bag {args.bag}: nothing to repair")
+        for name, n in recovered.items():
+            print(f"bag {args.bag}: salvaged {n} messages from {name}")
+    return 0
+
+
+_ = Stream  # re-exported for callers building custom stream lists

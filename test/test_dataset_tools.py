@@ -1,0 +1,196 @@
+"""`robot-rl dataset`: from-bag (foreign bags, errors), info, merge, split, export (LeRobot v3),
+repair-bag, the follow API, and the CLI's one-line errors with exit code 2."""
+import json
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from rawmsgs import JOINTS, sim_ticks
+from test_bag import ENV, MSGTYPES
+
+from robot_rl.data import tools
+from robot_rl.data.bag import write_bag
+from robot_rl.data.dataset import EpisodeDataset
+from robot_rl.data.follow import EpisodeFollower
+from robot_rl.data.lerobot import export_lerobot
+from robot_rl.errors import DataError
+
+REPO = Path(__file__).resolve().parents[1]
+S = 1_000_000_000
+
+
+def foreign_bag(path, n=30, cameras=("front",), success_at=20, drop_topic=None, t0=S, seed=0):
+    """A bag as `ros2 bag record` of the standard topics makes it: no recorder markers."""
+    msgs = [m for m in sim_ticks(n, cameras=cameras, success_at=success_at, t0_ns=t0, seed=seed) if m[0] != drop_topic]
+    return write_bag(path, [(topic, MSGTYPES[topic], t, raw) for topic, t, raw in msgs])
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "robot_rl.cli", *map(str, args)], env=ENV, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_from_bag_of_a_foreign_bag(tmp_path):
+    bag = foreign_bag(tmp_path / "b")
+    out = cli("dataset", "from-bag", bag, "--out", tmp_path / "d", "--task", "push", "--source-kind", "teleop")
+    assert out.returncode == 0, out.stderr
+    ds = EpisodeDataset.open(tmp_path / "d")
+    assert ds.num_episodes == 1 and ds.episode_lengths[0] == 29
+    meta = ds.episode_meta(0)
+    assert meta["success"] is True and meta["task"] == "push" and meta["source"] == {"kind": "teleop"}
+    assert set(ds.keys) == {"joint_pos", "joint_vel", "ee_pos", "ee_quat", "object_poses", "front_rgb", "action",
+                            "reward", "success"}
+    ep = ds.load_episode(0)
+    np.testing.assert_array_equal(ep["action"][:, 0], np.arange(29) + 0.5)
+    # a second bag appends; without a success topic the label must be given
+    bag2 = foreign_bag(tmp_path / "b2", success_at=None, t0=100 * S, seed=1)
+    tools.from_bag([bag2], tmp_path / "d", tools._defaults(), log=lambda s: None)
+    assert EpisodeDataset.open(tmp_path / "d").success.tolist() == [True, False]
+
+
+def test_from_bag_errors_are_one_line_exit_2(tmp_path):
+    bag = foreign_bag(tmp_path / "b", drop_topic="/camera/front/image_raw")
+    # asking for a camera the bag does not have: names the topic
+    out = cli("dataset", "from-bag", bag, "--out", tmp_path / "d", "--cameras", "front")
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        f"error: bag {bag}: camera 'front' topic /camera/front/image_raw is missing (topics in the bag: "
+        "/camera/front/camera_info, /forward_position_controller/commands, /joint_states, /task/object_poses, "
+        "/task/reward, /task/success)"]
+    # joint names that are not the dataset's
+    out = cli("dataset", "from-bag", foreign_bag(tmp_path / "b3"), "--out", tmp_path / "d3", "--joint-names", "a", "b",
+              "--no-ee-pose")
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
+    assert "/joint_states: joint names" in out.stderr and "lack ['a', 'b']" in out.stderr
+    # truncated bag
+    trunc = tmp_path / "t"
+    shutil.copytree(foreign_bag(tmp_path / "b4"), trunc)
+    f = next(trunc.glob("*.mcap"))
+    f.write_bytes(f.read_bytes()[:5000])
+    out = cli("dataset", "from-bag", trunc, "--out", tmp_path / "d4")
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
+    assert out.stderr.startswith(f"error: bag {trunc}:")
+    # no bag at all
+    out = cli("dataset", "from-bag", tmp_path / "nothing", "--out", tmp_path / "d5")
+    assert out.returncode == 2 and out.stderr.strip() == f"error: bag {tmp_path / 'nothing'}: does not exist"
+    assert not (tmp_path / "d4").exists() or EpisodeDataset.open(tmp_path / "d4").num_episodes == 0
+
+
+def make_dataset(path, n_episodes=4, cameras=("front",), t_offset=0, joint_names=JOINTS):
+    for e in range(n_episodes):
+        bag = foreign_bag(Path(str(path) + f"-bag{e}"), n=12 + e, cameras=cameras, success_at=8 if e % 2 == 0 else None,
+                          t0=(1 + 100 * e + t_offset) * S, seed=e)
+        args = tools._defaults()
+        args.task, args.success, args.joint_names = ("push" if e < 3 else "lift"), "auto", list(joint_names)
+        tools.convert_bag(bag, path, args, log=lambda s: None)
+    return EpisodeDataset.open(path)
+
+
+def test_info_merge_split(tmp_path):
+    make_dataset(tmp_path / "a", 4)
+    make_dataset(tmp_path / "b", 2, t_offset=7)
+    out = cli("dataset", "info", tmp_path / "a", "--json")
+    assert out.returncode == 0, out.stderr
+    info = json.loads(out.stdout)
+    assert info["episodes"] == 4 and info["frames"] == 11 + 12 + 13 + 14 and info["success_rate"] == 0.5
+    assert info["length"] == {"min": 11, "mean": 12.5, "max": 14} and info["tasks"] == {"push": 3, "lift": 1}
+    assert info["keys"]["front_rgb"] == {"shape": [48, 64, 3], "dtype": "uint8"}
+    assert "front_rgb" in cli("dataset", "info", tmp_path / "a").stdout
+    merged = tools.merge([tmp_path / "a", tmp_path / "b"], tmp_path / "m")
+    assert merged.num_episodes == 6
+    np.testing.assert_array_equal(merged.load_episode(4)["front_rgb"],
+                                  EpisodeDataset.open(tmp_path / "b").load_episode(0)["front_rgb"])
+    train, val = tools.split(tmp_path / "m", tmp_path / "tr", tmp_path / "va", 0.34, seed=3)
+    assert sorted(train + val) == list(range(6)) and len(val) == 2
+    assert tools.split(tmp_path / "m", tmp_path / "tr2", tmp_path / "va2", 0.34, seed=3) == (train, val)
+    va = EpisodeDataset.open(tmp_path / "va")
+    assert va.num_episodes == 2 and va.meta["split"]["episodes"] == val
+    assert va.episode_meta(0) == merged.episode_meta(val[0])
+    # other joints do not merge
+    EpisodeDataset.create(tmp_path / "x", {"joint_names": ["a"], "rate_hz": 10})
+    with pytest.raises(DataError, match="joint_names"):
+        tools.merge([tmp_path / "a", tmp_path / "x"], tmp_path / "m2")
+    out = cli("dataset", "merge", tmp_path / "a", tmp_path / "x", "--out", tmp_path / "m3")
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_export_lerobot_v3(tmp_path):
+    ds = make_dataset(tmp_path / "a", 3)
+    out = cli("dataset", "export", tmp_path / "a", "--format", "lerobot", "--out", tmp_path / "le")
+    assert out.returncode == 0, out.stderr
+    root = tmp_path / "le"
+    info = json.loads((root / "meta" / "info.json").read_text())
+    assert info["codebase_version"] == "v3.0" and info["fps"] == 10.0 and info["total_episodes"] == 3
+    assert info["total_frames"] == int(ds.episode_lengths.sum()) and info["splits"] == {"train": "0:3"}
+    f = info["features"]
+    assert f["observation.state"] == {"dtype": "float32", "shape": [8], "names": list(JOINTS)}
+    assert f["observation.images.front"]["dtype"] == "image" and f["observation.images.front"]["shape"] == [48, 64, 3]
+    assert f["observation.environment_state"]["shape"] == [7] and f["observation.ee_pose"]["shape"] == [7]
+    data = pq.read_table(root / info["data_path"].format(chunk_index=0, file_index=0))
+    assert set(data.column_names) == set(f)
+    assert data.column("index").to_pylist() == list(range(info["total_frames"]))
+    episodes = pq.read_table(root / "meta/episodes/chunk-000/file-000.parquet").to_pylist()
+    assert [e["length"] for e in episodes] == ds.episode_lengths.tolist()
+    assert [e["tasks"] for e in episodes] == [["push"]] * 3
+    e1 = episodes[1]
+    rows = data.slice(e1["dataset_from_index"], e1["length"]).to_pydict()
+    ep = ds.load_episode(1)
+    np.testing.assert_array_equal(np.array(rows["observation.state"], np.float32), ep["joint_pos"])
+    np.testing.assert_array_equal(np.array(rows["action"], np.float32), ep["action"])
+    np.testing.assert_array_equal(np.array(rows["next.reward"], np.float32), ep["reward"])
+    assert rows["episode_index"] == [1] * e1["length"] and rows["frame_index"] == list(range(e1["length"]))
+    assert rows["next.done"][-1] is True and not any(rows["next.done"][:-1])
+    png = rows["observation.images.front"][3]["bytes"]
+    image = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)[..., ::-1]
+    np.testing.assert_array_equal(image, ep["front_rgb"][3])
+    tasks = pq.read_table(root / "meta" / "tasks.parquet")
+    assert tasks.column("__index_level_0__").to_pylist() == ["push"] and b"pandas" in tasks.schema.metadata
+    stats = json.loads((root / "meta" / "stats.json").read_text())
+    assert np.array(stats["observation.images.front"]["mean"]).shape == (3, 1, 1)
+    np.testing.assert_allclose(stats["action"]["max"][0], max(ds.load_episode(i)["action"][:, 0].max() for i in range(3)))
+    with pytest.raises(DataError, match="already exists"):
+        export_lerobot(tmp_path / "a", root)
+
+
+def test_repair_bag_cli(tmp_path):
+    out = cli("dataset", "repair-bag", foreign_bag(tmp_path / "b"))
+    assert out.returncode == 0 and "nothing to repair" in out.stdout
+
+
+@pytest.mark.integration
+def test_follower_sees_episodes_committed_after_it_started(tmp_path):
+    """A trainer process following the dataset picks up an episode committed after it started."""
+    ds = make_dataset(tmp_path / "a", 1)
+    code = ("import sys\n"
+            "from robot_rl.data.follow import EpisodeFollower\n"
+            "f = EpisodeFollower(sys.argv[1], poll_s=0.05)\n"
+            "print('READY', f.seen, flush=True)\n"
+            "new = f.wait(timeout=60)\n"
+            "print('NEW', new, len(f.dataset.load_episode(new[0])['joint_pos']), flush=True)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "a")], env=ENV, stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stdout.readline().split() == ["READY", "1"]
+        frames = ds.load_episode(0)
+        ds.append_episode(frames, ds.episode_meta(0))
+        assert proc.stdout.readline().split() == ["NEW", "[1]", str(len(frames["joint_pos"]))]
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_follower_waits_for_a_dataset_that_does_not_exist_yet(tmp_path):
+    f = EpisodeFollower(tmp_path / "later", start=0, poll_s=0.01)
+    assert f.poll() == [] and f.dataset is None
+    stop = threading.Event()
+    stop.set()
+    assert f.wait(stop=stop) == []
+    make_dataset(tmp_path / "later", 2)
+    assert f.wait(timeout=5) == [0, 1] and f.poll() == []
