@@ -40,7 +40,7 @@ def joints(probe) -> tuple[float, np.ndarray]:
 def start_sim(nodes, probe, **params):
     probe.subscribe(JointState, "/joint_states")
     nodes.node("sim", SIM, {"task": "reach", **params})
-    wait_for(lambda: probe.count("/joint_states") > 0, 30, "the first /joint_states from mujoco_sim")
+    wait_for(lambda: probe.count("/joint_states") > 0, 90, "the first /joint_states from mujoco_sim")
 
 
 def test_command_round_trip_and_sigterm(nodes, probe):

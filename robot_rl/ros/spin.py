@@ -11,17 +11,23 @@ import sys
 from typing import Callable
 
 import rclpy
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 
 from robot_rl.errors import RobotRLError
 
 
-def run_node(factory: Callable[[], "rclpy.node.Node"], args=None) -> int:
+def run_node(factory: Callable[[], "rclpy.node.Node"], args=None, threads: int = 1) -> int:
+    """`threads` > 1 spins a MultiThreadedExecutor, for nodes with their own callback groups."""
     rclpy.init(args=args)
     node = None
     try:
         node = factory()
-        rclpy.spin(node)
+        if threads > 1:
+            executor = MultiThreadedExecutor(num_threads=threads)
+            executor.add_node(node)
+            executor.spin()
+        else:
+            rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except RobotRLError as e:

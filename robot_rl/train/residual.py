@@ -90,8 +90,9 @@ class Learner:
         self.stats["critic_loss"] = critic_loss.item()
 
         if train_actor and self.updates % cfg.actor_delay == 0:
-            q_pi = self.q_values(self.critic, b["obs"], b["base"], self.actor(b["obs"], b["base"]))
-            actor_loss = -q_pi.mean()  # mean over all ensemble members
+            pre = self.actor.pre(b["obs"], b["base"])
+            q_pi = self.q_values(self.critic, b["obs"], b["base"], self.actor.compose(b["base"], torch.tanh(pre)))
+            actor_loss = -q_pi.mean() + cfg.residual_penalty * pre.pow(2).mean()  # Q: mean over members
             self.actor_opt.zero_grad(set_to_none=True)
             actor_loss.backward()
             torch.nn.utils.clip_grad_norm_(self.actor.net.parameters(), cfg.grad_clip)

@@ -29,6 +29,9 @@ class ResidualConfig:
     noise_clip: float = 0.5
     exploration_noise: float = 0.1
     grad_clip: float = 10.0
+    # L2 on the pre-tanh correction: keeps the actor off tanh's flat tails, where its gradient
+    # vanishes and a residual pushed to +-scale by an early, wrong critic could never come back.
+    residual_penalty: float = 0.1
     warmup_steps: int = 2000      # env steps of base + small-noise rollouts before learning
     critic_warmup_updates: int = 1000  # critic-only updates before the actor moves
     hl_gauss: bool = False

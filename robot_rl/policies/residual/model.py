@@ -63,9 +63,13 @@ class ResidualActor(nn.Module):
         self.norm = normalizer
         self.register_buffer("scale", torch.tensor(cfg.residual_scale, dtype=torch.float32))
 
+    def pre(self, obs: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+        """The correction before its tanh (penalised in training so it never saturates)."""
+        return self.net(torch.cat([self.norm.obs(obs), self.norm.action(base)], -1))
+
     def raw(self, obs: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
         """The correction in [-1, 1] units of `scale` (before adding to the base)."""
-        return torch.tanh(self.net(torch.cat([self.norm.obs(obs), self.norm.action(base)], -1)))
+        return torch.tanh(self.pre(obs, base))
 
     def compose(self, base: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
         return torch.minimum(torch.maximum(base + self.scale * raw, self.norm.act_low), self.norm.act_high)

@@ -1,0 +1,65 @@
+"""`robot-rl eval`: success of a policy in the simulator, and of the same policy steered or corrected.
+
+All variants run on the same seeds, so differences are the method's, not the draw's:
+the base policy, V-GPS steering with every requested number of samples N and temperature beta
+(the success-vs-N and success-vs-beta curves), and the base plus a residual correction.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from robot_rl.sim.rollout import evaluate
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--task", required=True, choices=["reach", "push", "lift"])
+    parser.add_argument("--policy", required=True, help="checkpoint folder or expert:<task>[:<quality>]")
+    parser.add_argument("--value", help="value checkpoint: also evaluate V-GPS steering of --policy")
+    parser.add_argument("--num-samples", type=int, nargs="+", default=[16], help="candidates N (several: a curve)")
+    parser.add_argument("--beta", type=float, nargs="+", default=[0.0], help="0 = argmax, else softmax(Q/beta)")
+    parser.add_argument("--residual", help="residual checkpoint: also evaluate base + residual")
+    parser.add_argument("--num-episodes", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=10_000, help="episode i uses seed+i")
+    parser.add_argument("--out", help="write the results as JSON here")
+
+
+def run(args: argparse.Namespace) -> int:
+    from robot_rl.policies.loading import load_policy
+
+    seeds = range(args.seed, args.seed + args.num_episodes)
+    base = load_policy(args.policy)
+    results = {"task": args.task, "episodes": args.num_episodes, "seed": args.seed}
+    rows = []
+
+    def record(name: str, policy, **extra) -> None:
+        start = time.perf_counter()
+        r = evaluate(args.task, policy, seeds)
+        rows.append({"variant": name, "success": r["success_rate"], **extra,
+                     "wall_s": round(time.perf_counter() - start, 1)})
+        print(f"{name:<28} success {r['success_rate']:.2f}  ({args.num_episodes} episodes, "
+              f"{rows[-1]['wall_s']} s)", flush=True)
+
+    record("base", base)
+    if args.value:
+        from robot_rl.policies.steering import SteeredPolicy
+        from robot_rl.policies.value.model import ValueFunction
+
+        value = ValueFunction.from_checkpoint(args.value)
+        for n in args.num_samples:
+            for beta in args.beta:
+                record(f"steered N={n} beta={beta:g}", SteeredPolicy(base, value, n, beta), num_samples=n, beta=beta)
+    if args.residual:
+        from robot_rl.policies.residual.model import ResidualPolicy
+
+        record("base + residual", ResidualPolicy.from_checkpoint(args.residual, base=base))
+    results["rows"] = rows
+    results["base_success"] = rows[0]["success"]
+    if len(rows) > 1:
+        results["best_success"] = max(r["success"] for r in rows[1:])
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(results, f, indent=2)
+    print(json.dumps(results))
+    return 0

@@ -1,0 +1,185 @@
+"""value_steering: V-GPS at deployment. Picks one of N candidate chunks by a learned Q-function.
+
+It never needs the generalist's weights: candidates arrive on /policy/candidates (N chunks
+stacked in one JointTrajectory stamped with their observation, robot_rl/ros/candidates.py) from
+any policy. The observation at that stamp (joint states + FK end-effector pose + object poses,
+kept in a short buffer) and all N chunks go through the critic in one batched forward pass; the
+argmax (beta = 0) or a sample of softmax(Q / beta) is executed: each point through CommandGuard,
+then published as a JointTrajectory stamped with the observation time to the arm's trajectory
+controller (points whose time has passed are skipped by the controller: latency compensation)
+and on /policy/action_chunk. Scores go to ~/scores (Float64MultiArray, candidate order) and the
+choice to ~/choice. With no critic, or non-finite scores, candidate 0 (the generalist's own
+sample) is executed with one warning.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+from geometry_msgs.msg import PoseArray
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray, Int32
+from trajectory_msgs.msg import JointTrajectory
+
+from robot_rl.errors import ConfigError, RobotRLError
+from robot_rl.policies.steering import select_candidate
+from robot_rl.ros import msgs
+from robot_rl.ros.candidates import msg_to_candidates
+from robot_rl.ros.params import declare_config
+from robot_rl.ros.spin import run_node
+from robot_rl.safety import CommandGuard
+from robot_rl.sim.arm import ARM_JOINTS, JOINT_NAMES, joint_limits
+
+RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+
+
+@dataclass
+class ValueSteeringConfig:
+    value_checkpoint: str = field(default="", metadata={"help": "value checkpoint folder (robot-rl train value); empty: pass candidate 0 through"})
+    beta: float = field(default=0.0, metadata={"help": "0: execute the argmax; > 0: sample softmax(Q / beta)"})
+    joint_names: tuple[str, ...] = field(default=JOINT_NAMES, metadata={"help": "joint order of the critic's joint_pos and of the output"})
+    sync_tolerance: float = field(default=0.02, metadata={"help": "an observation within this (s) of the candidates' stamp is theirs"})
+    max_step: float = field(default=0.5, metadata={"help": "largest arm joint change between points (rad)"})
+    gripper_max_step: float = field(default=0.04, metadata={"help": "largest gripper change between points (m)"})
+    seed: int = field(default=0, metadata={"help": "seed of the softmax sampling"})
+
+    def __post_init__(self):
+        if sorted(self.joint_names) != sorted(JOINT_NAMES):
+            raise ConfigError(f"joint_names must be an ordering of {list(JOINT_NAMES)}, got {list(self.joint_names)}")
+        if self.beta < 0 or self.sync_tolerance < 0 or self.max_step <= 0 or self.gripper_max_step <= 0:
+            raise ConfigError("beta and sync_tolerance must be >= 0, max steps > 0")
+
+
+class ValueSteeringNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__("value_steering", **kwargs)
+        self.config = c = declare_config(self, ValueSteeringConfig)
+        self.value = self._load(c.value_checkpoint)
+        lower, upper = joint_limits()
+        order = [JOINT_NAMES.index(n) for n in c.joint_names]
+        steps = [c.gripper_max_step if n not in ARM_JOINTS else c.max_step for n in c.joint_names]
+        self.guard = CommandGuard(c.joint_names, lower[order], upper[order], steps)
+        self.rng = np.random.default_rng(c.seed)
+        self._lock = threading.Lock()
+        self._joints: deque = deque(maxlen=50)  # (stamp, joint_pos in JOINT_NAMES order)
+        self._poses: deque = deque(maxlen=50)  # (stamp, (K, 7))
+        self._kinematics = None
+        self.decisions = self.fallbacks = 0
+        self.pub_traj = self.create_publisher(JointTrajectory, "/joint_trajectory_controller/joint_trajectory", RELIABLE)
+        self.pub_chunk = self.create_publisher(JointTrajectory, "/policy/action_chunk", RELIABLE)
+        self.pub_scores = self.create_publisher(Float64MultiArray, "~/scores", RELIABLE)
+        self.pub_choice = self.create_publisher(Int32, "~/choice", RELIABLE)
+        self.create_subscription(JointState, "/joint_states", self._on_joints, RELIABLE)
+        self.create_subscription(PoseArray, "/task/object_poses", self._on_poses, RELIABLE)
+        # Scoring runs in its own group so observation callbacks keep flowing meanwhile.
+        self.create_subscription(JointTrajectory, "/policy/candidates", self._on_candidates, RELIABLE,
+                                 callback_group=MutuallyExclusiveCallbackGroup())
+        self.get_logger().info(f"critic {c.value_checkpoint or '(none: pass-through)'}, beta {c.beta}")
+
+    def _load(self, path: str):
+        if not path:
+            return None
+        try:
+            from robot_rl.policies.value.model import ValueFunction
+
+            return ValueFunction.from_checkpoint(path)
+        except RobotRLError as e:
+            self.get_logger().error(f"value_checkpoint: {e}; executing candidate 0 unsteered")
+            return None
+
+    def _on_joints(self, msg: JointState) -> None:
+        names, pos, _, _ = msgs.joint_state_from_msg(msg)
+        try:
+            q = msgs.reorder(names, pos, JOINT_NAMES)
+        except RobotRLError as e:
+            self.get_logger().error(f"/joint_states: {e}", throttle_duration_sec=5.0)
+            return
+        with self._lock:
+            self._joints.append((msgs.from_time(msg.header.stamp), q))
+            if self.guard.last is None:
+                self.guard.reset(msgs.reorder(JOINT_NAMES, q, self.config.joint_names))
+
+    def _on_poses(self, msg: PoseArray) -> None:
+        with self._lock:
+            self._poses.append((msgs.from_time(msg.header.stamp), msgs.poses_from_msg(msg)))
+
+    def _observation(self, stamp: float) -> dict | None:
+        """The observation the candidates were sampled from: messages nearest their stamp."""
+        with self._lock:
+            joints, poses = list(self._joints), list(self._poses)
+        if not joints:
+            return None
+        t_q, q = min(joints, key=lambda jq: abs(jq[0] - stamp))
+        if abs(t_q - stamp) > self.config.sync_tolerance:
+            return None
+        if self._kinematics is None:
+            from robot_rl.sim.kinematics import ArmKinematics
+
+            self._kinematics = ArmKinematics()
+        ee_pos, _ = self._kinematics.fk(q[:7])
+        obs = {"joint_pos": msgs.reorder(JOINT_NAMES, q, self.config.joint_names).astype(np.float32),
+               "ee_pos": ee_pos.astype(np.float32)}
+        if poses:
+            t_p, p = min(poses, key=lambda tp: abs(tp[0] - stamp))
+            if abs(t_p - stamp) <= self.config.sync_tolerance:
+                obs["object_poses"] = p.astype(np.float32)
+        return obs
+
+    def _on_candidates(self, msg: JointTrajectory) -> None:
+        try:
+            names, stamp, times, chunks = msg_to_candidates(msg)
+            chunks = np.stack([msgs.reorder(names, ch.T, self.config.joint_names).T for ch in chunks])
+        except RobotRLError as e:
+            self.get_logger().error(f"/policy/candidates: {e}", throttle_duration_sec=5.0)
+            return
+        scores, reason = None, "no critic"
+        if self.value is not None:
+            obs = self._observation(stamp)
+            if obs is None or any(k not in obs for k in self.value.cfg.obs_keys):
+                reason = "no observation matches the candidates' stamp"
+            else:
+                try:
+                    scores = self.value.score(obs, chunks)
+                except Exception as e:  # noqa: BLE001 - a broken critic must never stop the arm
+                    reason = f"critic failed: {e}"
+        choice = select_candidate(scores, self.config.beta, self.rng)
+        self.decisions += 1
+        if choice.fallback:
+            self.fallbacks += 1
+            self.get_logger().warning(f"steering fell back to candidate 0: {choice.reason if scores is not None else reason}",
+                                      throttle_duration_sec=5.0)
+        self._execute(chunks[choice.index], times, stamp)
+        if scores is not None:
+            self.pub_scores.publish(msgs.array_to_msg(np.nan_to_num(np.asarray(scores, float), nan=-np.inf)))
+        self.pub_choice.publish(Int32(data=choice.index))
+
+    def _execute(self, chunk: np.ndarray, times: np.ndarray, stamp: float) -> None:
+        with self._lock:
+            if self.guard.last is None:
+                return  # no joint state yet: nothing safe to command relative to
+            safe = []
+            for point in chunk:
+                result = self.guard.apply(point)
+                if result.refusal:
+                    self.get_logger().error(result.refusal, throttle_duration_sec=5.0)
+                safe.append(result.command)
+        traj = msgs.trajectory_to_msg(self.config.joint_names, times, np.stack(safe), stamp)
+        self.pub_traj.publish(traj)
+        self.pub_chunk.publish(traj)
+
+    def close(self) -> None:
+        self.get_logger().info(f"{self.decisions} decisions, {self.fallbacks} fallbacks")
+
+
+def main(args=None) -> int:
+    return run_node(ValueSteeringNode, args, threads=2)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

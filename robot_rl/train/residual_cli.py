@@ -1,0 +1,35 @@
+"""Flags of `robot-rl train residual`, mapped 1:1 onto ResidualTrainConfig / ResidualConfig."""
+from __future__ import annotations
+
+import argparse
+
+from robot_rl.policies.residual.config import ResidualConfig
+from robot_rl.train.residual import ResidualTrainConfig, train
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--base", required=True, help="base policy: a checkpoint folder or expert:<task>[:<quality>]")
+    parser.add_argument("--task", required=True, choices=["reach", "push", "lift"])
+    parser.add_argument("--demos", help="episode dataset of demonstrations for RLPD symmetric sampling")
+    parser.add_argument("--total-env-steps", type=int, default=ResidualTrainConfig.total_env_steps)
+    parser.add_argument("--eval-every", type=int, default=ResidualTrainConfig.eval_every)
+    parser.add_argument("--eval-episodes", type=int, default=ResidualTrainConfig.eval_episodes)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="runs/residual")
+    parser.add_argument("--num-critics", type=int, default=ResidualConfig.num_critics)
+    parser.add_argument("--utd-ratio", type=int, default=ResidualConfig.utd_ratio)
+    parser.add_argument("--n-step", type=int, default=ResidualConfig.n_step)
+    parser.add_argument("--hl-gauss", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    from robot_rl.data.dataset import EpisodeDataset
+    from robot_rl.policies.loading import load_policy
+
+    algo = ResidualConfig(num_critics=args.num_critics, utd_ratio=args.utd_ratio, n_step=args.n_step,
+                          hl_gauss=args.hl_gauss)
+    tc = ResidualTrainConfig(task=args.task, total_env_steps=args.total_env_steps, eval_every=args.eval_every,
+                             eval_episodes=args.eval_episodes, seed=args.seed, out=args.out, algo=algo)
+    demos = EpisodeDataset.open(args.demos) if args.demos else None
+    train(tc, lambda: load_policy(args.base), demos)
+    return 0

@@ -1,0 +1,35 @@
+"""Flags of `robot-rl train value`, mapped 1:1 onto ValueTrainConfig / ValueConfig."""
+from __future__ import annotations
+
+import argparse
+
+from robot_rl.policies.value.config import ValueConfig
+from robot_rl.train.value import ValueTrainConfig, train_value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    d = ValueConfig()
+    parser.add_argument("--dataset", required=True, help="episode dataset (mixed quality, with success labels)")
+    parser.add_argument("--algo", choices=["calql", "iql"], default=d.algo)
+    parser.add_argument("--out", default="runs/value")
+    parser.add_argument("--num-steps", type=int, default=d.num_steps)
+    parser.add_argument("--chunk", type=int, default=d.chunk, help="actions per scored chunk (1 = single actions)")
+    parser.add_argument("--reward", choices=["success", "step_penalty"], default=d.reward)
+    parser.add_argument("--num-critics", type=int, default=d.num_critics)
+    parser.add_argument("--cql-alpha", type=float, default=d.cql_alpha)
+    parser.add_argument("--iql-expectile", type=float, default=d.iql_expectile)
+    parser.add_argument("--awr-temperature", type=float, default=d.awr_temperature)
+    parser.add_argument("--hl-gauss", action="store_true")
+    parser.add_argument("--eval-every", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def run(args: argparse.Namespace) -> int:
+    from robot_rl.data.dataset import EpisodeDataset
+
+    algo = ValueConfig(algo=args.algo, num_steps=args.num_steps, chunk=args.chunk, reward=args.reward,
+                       num_critics=args.num_critics, cql_alpha=args.cql_alpha, iql_expectile=args.iql_expectile,
+                       awr_temperature=args.awr_temperature, hl_gauss=args.hl_gauss)
+    tc = ValueTrainConfig(dataset=args.dataset, out=args.out, eval_every=args.eval_every, seed=args.seed, algo=algo)
+    train_value(tc, EpisodeDataset.open(args.dataset))
+    return 0
