@@ -89,10 +89,14 @@ def time_calls(fn, budget_s: float, min_n: int, max_n: int, warmup: int = 2) -> 
 
 
 def measure_dds_overhead(args, inference_p50_ms: float) -> float | None:
-    """HOOK for the ROS node benchmark (lead): observation-to-command latency of the
-    diffusion_policy node over DDS divided by the bare inference time, minus 1 (goal <= 0.20).
-    Returns None until the node exists; the JSON field `dds_overhead_ratio` is then null."""
-    return None
+    """Observation-to-command latency of the diffusion_policy node over DDS, minus the node's own
+    inference time for the same chunk, over that inference time (bench/diffusion_node_latency.py;
+    goal <= 0.20). None with --no-node (no ROS run)."""
+    if getattr(args, "no_node", False):
+        return None
+    from diffusion_node_latency import measure_dds_overhead as node_bench  # bench/ is on sys.path
+
+    return node_bench()["dds_overhead_ratio"]
 
 
 def backend_of(policy: DiffusionPolicy) -> str:
@@ -111,6 +115,7 @@ def main() -> int:
     ap.add_argument("--budget", type=float, default=6.0, help="seconds of timed calls per case")
     ap.add_argument("--quick", action="store_true", help="skip the 100-step batch-32 cases")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-node", action="store_true", help="skip the diffusion_policy node run over DDS")
     args = ap.parse_args()
     torch.manual_seed(args.seed)
     extra = {} if args.threads is None else {"inference_threads": args.threads}
