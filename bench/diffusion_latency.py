@@ -9,11 +9,12 @@ Weights are random: latency does not depend on them.
 
 Progress goes to stderr; the last stdout line is one JSON object. Wall-clock p50/p99 and the
 process CPU time p50 are reported per case (CPU time shows how much of a slow p99 is other
-processes preempting us on a shared machine). `dds_overhead_ratio` stays null until the ROS
-node benchmark fills it in (see `measure_dds_overhead`).
+processes preempting us on a shared machine). `dds_overhead_ratio` comes from the node benchmark
+(bench/diffusion_node_latency.py, see `measure_dds_overhead`); null with --no-node.
 
     python bench/diffusion_latency.py                # everything, ~2-3 min on 2 cores
     python bench/diffusion_latency.py --quick        # skip the 100-step batch-32 cases
+    python bench/diffusion_latency.py --no-node --down-dims 64 128 256   # another U-Net size
     python bench/diffusion_latency.py --image-size 128x128 --cameras front
 """
 
