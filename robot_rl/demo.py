@@ -32,7 +32,7 @@ def parse_args(argv=None):
     p.add_argument("--num-episodes", type=int, default=20, help="expert episodes per task in stage 1")
     p.add_argument("--demo-task", default="push", choices=TASKS, help="task recorded, trained and evaluated")
     p.add_argument("--num-demos", type=int, default=100, help="demonstrations recorded in stage 2")
-    p.add_argument("--train-steps", type=int, default=2500, help="gradient steps of the diffusion policy")
+    p.add_argument("--train-steps", type=int, default=1500, help="gradient steps of the diffusion policy")
     p.add_argument("--eval-episodes", type=int, default=20, help="policy episodes through ROS (and in-library)")
     p.add_argument("--stages", nargs="+", type=int, default=[1, 2, 3, 4], choices=[1, 2, 3, 4])
     p.add_argument("--out-dir", default="runs/demo")
@@ -121,6 +121,7 @@ def main(argv=None) -> int:
             say(f"stage 3: training a low-dim diffusion policy on {dataset} for {args.train_steps} steps")
             subprocess.run([sys.executable, "-m", "robot_rl.cli", "train", "diffusion", "--dataset", str(dataset),
                             "--out", str(ckpt), "--num-steps", str(args.train_steps),
+                            "--batch-size", "64", "--lr", "1e-3", "--torch-threads", "1",
                             "--eval-every", str(args.train_steps), "--eval-episodes", "0"], check=True)
         if 4 in args.stages:
             best = _checkpoint_in(ckpt)
