@@ -41,3 +41,14 @@ def probe(ros_context):
         yield p
     finally:
         p.close()
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """Small models run faster on one intra-op thread, and it is fair on a shared 2-core machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -16,12 +16,7 @@ from robot_rl.policies.loading import load_policy
 SEEDS = [0, 7]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")  # small models: one intra-op thread
 
 
 def make_policy(seed: int = 0) -> DiffusionPolicy:

@@ -10,12 +10,7 @@ from robot_rl.policies.diffusion.encoders import (ObservationEncoder, PointNetEn
 from robot_rl.policies.diffusion.model import DiffusionPolicy
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")  # small models: one intra-op thread
 
 
 def rgb_points_config(**kw) -> DiffusionConfig:

@@ -12,13 +12,7 @@ from robot_rl.policies.diffusion.model import (DenoisePlan, DiffusionPolicy, ddi
 SEEDS = [0, 1, 2]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small models: one intra-op thread is faster, and fair on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")  # small models: one intra-op thread
 
 
 def tiny_config(**kw) -> DiffusionConfig:

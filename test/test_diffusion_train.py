@@ -21,12 +21,7 @@ JOINTS = [f"joint{i}" for i in range(1, 8)] + ["finger_joint"]
 LENGTH = 20
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")  # small models: one intra-op thread
 
 
 @pytest.fixture

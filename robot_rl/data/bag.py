@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from robot_rl.data.dataset import fsync_path
 from robot_rl.errors import DataError
 
 STORAGE = "mcap"
@@ -229,7 +230,7 @@ class BagWriter:
             storage, self._storage = self._storage, None
             storage.close(BAG_VERSION, self._metadata_text(extra_file=(final.name, count)))
             if self.fsync:
-                _fsync_file(storage.path)
+                fsync_path(storage.path)
             os.rename(storage.path, final)
             self.closed.append(_ClosedFile(final.name, self._file_start if count else 0,
                                            max(0, self._file_end - self._file_start) if count else 0, count))
@@ -446,14 +447,6 @@ def _qos_yaml(dumped) -> str:
     import yaml
 
     return yaml.safe_dump(dumped, default_flow_style=False).strip() if dumped else ""
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write_text_atomic(path: Path, text: str, fsync: bool = True) -> None:

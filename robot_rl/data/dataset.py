@@ -235,7 +235,7 @@ class EpisodeDataset:
             _write_episode(temp, arrays, {"meta": meta, "length": length})
             _fsync_tree(temp)
             name = _rename_to_next_episode(temp, episodes_dir)
-            _fsync_dir(episodes_dir)
+            fsync_path(episodes_dir)
         except OSError as e:
             shutil.rmtree(temp, ignore_errors=True)
             raise _fail(self.root, f"cannot write episode: {e.strerror or e}") from e
@@ -434,7 +434,7 @@ def _write_json_atomic(path: Path, value: dict) -> None:
         os.replace(temp, path)
     finally:
         temp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
+    fsync_path(path.parent)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -478,7 +478,8 @@ def _write_episode(path: Path, arrays: Mapping[str, np.ndarray], attrs: dict) ->
                            compressors=compressor, config={"write_empty_chunks": True})
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """fsync a file or a directory (a directory's entries: what a rename changed)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -495,7 +496,7 @@ def _fsync_tree(path: Path) -> None:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        _fsync_dir(Path(dirpath))
+        fsync_path(Path(dirpath))
 
 
 def _rename_to_next_episode(temp: Path, episodes_dir: Path) -> str:
