@@ -138,7 +138,7 @@ def main(argv=None) -> int:
                  "diffusion_policy.request_lead": 0},
                 EpisodeRunnerConfig(task=args.demo_task, num_episodes=args.eval_episodes,
                                     max_steps=SPECS[args.demo_task].max_steps, service_timeout=60.0,
-                                    reset_services=("/sim/reset", "/diffusion_policy/reset")))
+                                    reset_services=("/sim/reset",)))  # the node resets on /sim/episode_start
     except (RobotRLError, subprocess.CalledProcessError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

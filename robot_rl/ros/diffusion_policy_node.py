@@ -38,10 +38,13 @@ joint states' stamp, or the joint states received longer ago than that on the no
 node holds position: it commands nothing new, logging one warning until observations are fresh
 again.
 
-Resets. ~/reset (std_srvs/Trigger), a backwards jump of the node clock (/clock under
-use_sim_time) and /joint_states stamps that go back each reset the observation history, the
-chunk in execution and the request in flight (its chunk is dropped when it arrives). The i-th
-reset seeds the policy's noise with `seed + i`. The simulator's stamps keep increasing across
+Resets. The simulator announces each episode on /sim/episode_start (std_msgs/Header, latched,
+stamped with the episode's first observation time, published before that observation): the node
+resets right before ticking that observation, so no action of the old episode reaches the new
+one. ~/reset (std_srvs/Trigger), a backwards jump of the node clock (/clock under use_sim_time)
+and /joint_states stamps that go back also reset the observation history, the chunk in execution
+and the request in flight (its chunk is dropped when it arrives). The i-th reset seeds the
+policy's noise with `seed + i`. The simulator's stamps keep increasing across
 /sim/reset, so an episode runner calls ~/reset right after /sim/reset (in that order: a chunk
 from the old episode then runs for at most the ticks between the two calls).
 
@@ -69,7 +72,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState, PointCloud2
-from std_msgs.msg import Float64MultiArray, String
+from std_msgs.msg import Float64MultiArray, Header, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
@@ -218,6 +221,8 @@ class DiffusionPolicyNode(Node):
         self._stale = False
         self._warned: set[str] = set()
         self._resets = 0
+        self._episode_start: float | None = None  # from /sim/episode_start
+        self._episode_reset_done = True
         self._stats = {"chunks": 0, "late_chunks": 0, "skipped_actions": 0, "commands": 0,
                        "refused": 0, "inference_ms": [], "handoff_ms": []}
         self._last_status = 0.0
@@ -227,6 +232,8 @@ class DiffusionPolicyNode(Node):
         self.pub_candidates = (self.create_publisher(JointTrajectory, "/policy/candidates", RELIABLE)
                                if c.num_samples > 1 else None)
         self.pub_status = self.create_publisher(String, "~/status", LATCHED)
+        # Created before /joint_states so that, when both are ready, the episode start is seen first.
+        self.create_subscription(Header, "/sim/episode_start", self._on_episode_start, LATCHED)
         self.create_subscription(JointState, "/joint_states", self._on_joints, RELIABLE)
         self.create_subscription(String, "~/load_checkpoint", self._on_load_topic, RELIABLE)
         self.create_service(Trigger, "~/reset", self._on_reset)
@@ -371,12 +378,26 @@ class DiffusionPolicyNode(Node):
             self.get_logger().error(f"/joint_states: {e}", throttle_duration_sec=5.0)
             return
         with self._lock:
+            if self._episode_start is not None and stamp >= self._episode_start - 1e-6 and not self._episode_reset_done:
+                self._episode_reset_done = True  # the first observation of a new episode
+                if self._waiting_locked():  # the old episode's last tick: one answer, a hold, not
+                    self._command_locked(None)  # a chunk computed from the old episode's state
+                self._reset_locked(f"episode starting at {self._episode_start:.3f}", waiting=False)
             if self._last_joint_stamp is not None and stamp < self._last_joint_stamp - 1e-6:
                 self._reset_locked(f"/joint_states stamps went back from {self._last_joint_stamp:.3f} to {stamp:.3f}",
                                    time_went_back=True)
             self._last_joint_stamp = stamp
             self._joints = (stamp, now, q, v)
             self._maybe_tick_locked()
+
+    def _on_episode_start(self, msg: Header) -> None:
+        """/sim/episode_start: reset at the episode's first observation (or now, if it came first)."""
+        start = msgs.from_time(msg.stamp)
+        with self._lock:
+            self._episode_start, self._episode_reset_done = start, False
+            if self._last_joint_stamp is not None and self._last_joint_stamp >= start - 1e-6:
+                self._episode_reset_done = True  # its first observation arrived before this message
+                self._reset_locked(f"episode started at {start:.3f} (announced late)", waiting=None)
 
     def _on_observation(self, topic: str, msg, convert) -> None:
         stamp, now = msgs.from_time(msg.header.stamp), self._now()

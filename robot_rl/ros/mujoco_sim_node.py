@@ -24,11 +24,11 @@ os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco is imported: headless
 import numpy as np  # noqa: E402
 from rclpy.clock import Clock, ClockType  # noqa: E402
 from rclpy.node import Node  # noqa: E402
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
 from geometry_msgs.msg import PoseArray  # noqa: E402
 from rosgraph_msgs.msg import Clock as ClockMsg  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image, JointState, PointCloud2  # noqa: E402
-from std_msgs.msg import Bool, Float32, Float64MultiArray  # noqa: E402
+from std_msgs.msg import Bool, Float32, Float64MultiArray, Header  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
@@ -43,6 +43,7 @@ from robot_rl.sim.arm import GRIPPER_JOINT, JOINT_NAMES  # noqa: E402
 MODES = ("realtime", "lockstep")
 STAMP_WINDOW = 5.0  # s: a trajectory stamp further from sim time than this starts now
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 @dataclass
@@ -102,6 +103,9 @@ class MujocoSimNode(Node):
         self._last_step_wall = time.monotonic()
         self._unanswered = 0  # lock-step: observations published that no command has answered yet
 
+        # Latched announcement of each episode's first observation time, published before that
+        # observation: policies with state (history, chunk queue) reset on it, with no race.
+        self.pub_episode = self.create_publisher(Header, "/sim/episode_start", LATCHED)
         self.pub_joints = self.create_publisher(JointState, "/joint_states", RELIABLE)
         self.pub_poses = self.create_publisher(PoseArray, "/task/object_poses", RELIABLE)
         self.pub_reward = self.create_publisher(Float32, "/task/reward", RELIABLE)
@@ -142,6 +146,7 @@ class MujocoSimNode(Node):
         self.guard.reset(obs["joint_pos"])
         self._pending, self._trajectory, self._steps = None, None, 0
         self._last_step_wall = time.monotonic()
+        self.pub_episode.publish(msgs.header(self.sim_time(), str(self._resets)))
         self._publish(obs)
 
     def _on_reset(self, request, response):
