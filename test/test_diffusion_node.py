@@ -283,3 +283,26 @@ def test_rgb_policy_reads_camera_images(nodes, probe, tmp_path):
     lower, upper = joint_limits()
     commands = np.array([msgs.array_from_msg(m) for m in probe.all(FORWARD)])
     assert np.all(np.isfinite(commands)) and np.all(commands >= lower - 1e-9) and np.all(commands <= upper + 1e-9)
+
+
+@pytest.mark.integration
+def test_first_chunk_of_each_episode_comes_from_its_own_first_observation(nodes, probe, checkpoints):
+    """/sim/reset between episodes: the node resets on /sim/episode_start, so the chunk that drives
+    a new episode is computed from that episode's first observation, never the old episode's."""
+    from std_msgs.msg import Header
+
+    probe.subscribe(JointTrajectory, "/policy/action_chunk")
+    probe.subscribe(Header, "/sim/episode_start", LATCHED)
+    nodes.node("sim", SIM, {"task": "reach", "mode": "lockstep", "lockstep_timeout": 1.0})
+    nodes.node("policy", POLICY, {"checkpoint": checkpoints[0], "request_lead": 0, "use_sim_time": True})
+    for episode in range(3):
+        n = probe.count("/policy/action_chunk")
+        wait_for(lambda: probe.count("/policy/action_chunk") >= n + 3, 60, f"chunks in episode {episode}")
+        assert probe.call(Trigger, "/sim/reset").success
+        wait_for(lambda: probe.count("/sim/episode_start") >= episode + 2, 10, "the episode announcement")
+        start = msgs.from_time(probe.all("/sim/episode_start")[-1].stamp)
+        wait_for(lambda: any(msgs.from_time(m.header.stamp) >= start - 1e-6
+                             for m in probe.all("/policy/action_chunk")), 30, "a chunk of the new episode")
+        first = min(msgs.from_time(m.header.stamp) for m in probe.all("/policy/action_chunk")
+                    if msgs.from_time(m.header.stamp) >= start - 1e-6)
+        assert abs(first - start) < 1e-6, (first, start)
