@@ -1,11 +1,13 @@
 """DiffusionConfig: every knob of the diffusion policy, with its default, checked on creation.
 
-Defaults follow Diffusion Policy (Chi et al., RSS 2023) except the U-Net width: (48, 96, 192)
-(~2.8M parameters with low-dim observations) instead of the paper's (256, 512, 1024) (~65M).
+Defaults follow Diffusion Policy (Chi et al., RSS 2023) except the U-Net width: (32, 64, 128)
+(~1.4M parameters with low-dim observations) instead of the paper's (256, 512, 1024) (~65M):
+the size the push/lift results were trained with on the CPU.
 Batch-1 CPU inference streams every weight once per denoising step, so latency grows with the
 parameter count (~5.5 ms of op overhead + ~3.5 ms per million parameters per 10-step chunk on
 the 2-core dev machine); at this width a DDIM-10 chunk keeps p99 under 30 ms even while other
-processes load the machine (bench/diffusion_latency.py). (64, 128, 256) (~4.6M) is ~35% slower.
+processes load the machine (bench/diffusion_latency.py). (48, 96, 192) (~2.8M) and
+(64, 128, 256) (~4.6M) are slower to run and, on this CPU, to train.
 
 Which encoder reads a key is decided by its name: `<cam>_rgb` -> RGB ResNet (one per camera),
 `points` / `*_points` -> PointNet, anything else -> the low-dim state vector.
@@ -54,7 +56,7 @@ class DiffusionConfig:
     action_horizon: int = 8  # Ta: actions executed per chunk (receding horizon)
 
     # --- U-Net ----------------------------------------------------------------------------------
-    down_dims: tuple[int, ...] = (48, 96, 192)
+    down_dims: tuple[int, ...] = (32, 64, 128)  # 1.4M parameters: the size trained for the reported push/lift results
     kernel_size: int = 5
     n_groups: int = 8
     step_embed_dim: int = 128

@@ -99,7 +99,7 @@ class ConditionalUnet1D(nn.Module):
         self,
         input_dim: int,
         global_cond_dim: int,
-        down_dims: tuple[int, ...] = (48, 96, 192),
+        down_dims: tuple[int, ...] = (32, 64, 128),
         kernel_size: int = 5,
         n_groups: int = 8,
         step_embed_dim: int = 128,
