@@ -20,7 +20,7 @@ def test_residual_is_exactly_the_base_at_initialisation():
     cfg = ResidualConfig()
     base = ScriptedExpert("lift", "medium")
     obs, _ = env.reset(seed=SEEDS[0])
-    from robot_rl.policies.residual.model import state_vector
+    from robot_rl.policies.features import state_vector
     dim = len(state_vector(obs, cfg.obs_keys))
     policy = ResidualPolicy(base, ResidualActor(dim, cfg, default_normalizer(dim)), cfg)
     reference = ScriptedExpert("lift", "medium")

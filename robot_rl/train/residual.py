@@ -21,8 +21,8 @@ from tqdm import tqdm
 from robot_rl.data.replay import NStepWriter, ReplayBuffer, sample_symmetric
 from robot_rl.policies.hlgauss import HLGauss
 from robot_rl.policies.residual.config import ResidualConfig
-from robot_rl.policies.residual.model import (ResidualActor, ResidualCritic, ResidualPolicy,
-                                              default_normalizer, state_vector)
+from robot_rl.policies.features import state_vector
+from robot_rl.policies.residual.model import ResidualActor, ResidualCritic, ResidualPolicy, default_normalizer
 from robot_rl.sim.env import ArmEnv
 from robot_rl.sim.rollout import evaluate
 

@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from robot_rl.data.chunks import chunk_transitions
 from robot_rl.policies.ensemble import CriticEnsemble
+from robot_rl.policies.features import state_vector
 from robot_rl.policies.value.config import ValueConfig
 from robot_rl.policies.value.model import ChunkActor, ChunkCritic, ValueFunction, ValueNormalizer
 
@@ -136,7 +137,6 @@ class ValueLearner:
 
 
 def load_transitions(dataset, cfg: ValueConfig, episodes) -> dict[str, torch.Tensor]:
-    from robot_rl.policies.residual.model import state_vector
     eps = []
     for i in episodes:
         ep = dataset.load_episode(int(i), keys=list(cfg.obs_keys) + ["action", "success"])
@@ -182,7 +182,7 @@ def train_value(tc: ValueTrainConfig, dataset, progress: bool = True) -> Path:
 
 def _write_curves(out: Path, rows) -> None:
     with open(out / "curves.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=sorted({k for r in rows for k in r}, key=list(rows[-1]).index if False else None))
+        w = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
         w.writeheader()
         w.writerows(rows)
     import matplotlib

@@ -16,13 +16,9 @@ from torch import nn
 
 from robot_rl.errors import DataError
 from robot_rl.policies.ensemble import CriticEnsemble
+from robot_rl.policies.features import state_vector
 from robot_rl.policies.residual.config import ResidualConfig
 from robot_rl.sim.arm import joint_limits
-
-
-def state_vector(obs: dict, keys) -> np.ndarray:
-    """The low-dim observation keys flattened into one float32 vector, in `keys` order."""
-    return np.concatenate([np.asarray(obs[k], np.float32).reshape(-1) for k in keys])
 
 
 class Normalizer(nn.Module):

@@ -17,7 +17,7 @@ from torch import nn
 from robot_rl.errors import DataError
 from robot_rl.policies.ensemble import CriticEnsemble
 from robot_rl.policies.hlgauss import HLGauss
-from robot_rl.policies.residual.model import state_vector
+from robot_rl.policies.features import state_vector
 from robot_rl.policies.value.config import ValueConfig
 from robot_rl.sim.arm import joint_limits
 
