@@ -2,7 +2,7 @@
 
 1. sim + scripted expert (`robot-rl bringup sim_expert`, lock-step): episodes of each task
    through the topics, success rates, an MP4 per task;
-2. sim + expert + recorder (`robot-rl bringup record_demos`): demonstrations of `push` recorded
+2. sim + expert + recorder (`robot-rl bringup record_demos`): demonstrations of `lift` recorded
    as a rosbag2 MCAP bag and committed episode by episode to a training dataset;
 3. a low-dim diffusion policy trained on that dataset for a few minutes on the CPU;
 4. sim + diffusion_policy node (`robot-rl bringup sim_diffusion`, lock-step): the trained policy
@@ -30,9 +30,9 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m robot_rl.demo", description=__doc__.splitlines()[0])
     p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     p.add_argument("--num-episodes", type=int, default=20, help="expert episodes per task in stage 1")
-    p.add_argument("--demo-task", default="push", choices=TASKS, help="task recorded, trained and evaluated")
-    p.add_argument("--num-demos", type=int, default=100, help="demonstrations recorded in stage 2")
-    p.add_argument("--train-steps", type=int, default=1500, help="gradient steps of the diffusion policy")
+    p.add_argument("--demo-task", default="lift", choices=TASKS, help="task recorded, trained and evaluated")
+    p.add_argument("--num-demos", type=int, default=150, help="demonstrations recorded in stage 2")
+    p.add_argument("--train-steps", type=int, default=5000, help="gradient steps of the diffusion policy")
     p.add_argument("--eval-episodes", type=int, default=20, help="policy episodes through ROS (and in-library)")
     p.add_argument("--stages", nargs="+", type=int, default=[1, 2, 3, 4], choices=[1, 2, 3, 4])
     p.add_argument("--out-dir", default="runs/demo")
