@@ -42,6 +42,8 @@ setup(
             "recorder = robot_rl.ros.recorder_node:main",
             "diffusion_policy = robot_rl.ros.diffusion_policy_node:main",
             "offline_trainer = robot_rl.ros.offline_trainer_node:main",
+            "residual_policy = robot_rl.ros.residual_policy_node:main",
+            "value_steering = robot_rl.ros.value_steering_node:main",
             "robot-rl = robot_rl.cli:main",
         ],
     },

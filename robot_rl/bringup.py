@@ -45,6 +45,10 @@ NODES: dict[str, NodeSpec] = {spec.name: spec for spec in (
              "DiffusionPolicyConfig"),
     NodeSpec("offline_trainer", "robot_rl", "offline_trainer", "robot_rl.ros.offline_trainer_node",
              "OfflineTrainerConfig"),
+    NodeSpec("residual_policy", "robot_rl", "residual_policy", "robot_rl.ros.residual_policy_node",
+             "ResidualPolicyConfig"),
+    NodeSpec("value_steering", "robot_rl", "value_steering", "robot_rl.ros.value_steering_node",
+             "ValueSteeringConfig"),
 )}
 
 # graph name (= launch/<name>.launch.py) -> ((node, params file in config/ or None), ...)
@@ -57,6 +61,16 @@ GRAPHS: dict[str, tuple[tuple[str, str | None], ...]] = {
     "sim_diffusion": (
         ("mujoco_sim", "sim_diffusion.yaml"),
         ("diffusion_policy", "sim_diffusion.yaml"),
+    ),
+    "sim_steering": (
+        ("mujoco_sim", "sim_steering.yaml"),
+        ("diffusion_policy", "sim_steering.yaml"),
+        ("value_steering", "sim_steering.yaml"),
+    ),
+    "sim_residual": (
+        ("mujoco_sim", "sim_residual.yaml"),
+        ("diffusion_policy", "sim_residual.yaml"),
+        ("residual_policy", "sim_residual.yaml"),
     ),
     "record_demos": (
         ("mujoco_sim", "record_demos.yaml"),

@@ -1,23 +1,33 @@
-"""value_steering node over DDS: argmax of the critic on a constructed candidate set; fallback."""
+"""value_steering node over DDS: argmax of the critic on a constructed candidate set; fallback;
+the guard re-seeded at each episode start; holds on stale inputs; and the whole sim_steering
+graph (sim + diffusion candidates + steering) running episodes."""
+import signal
+import subprocess
+import sys
 import time
+from collections import Counter
 
 import numpy as np
 import pytest
 import torch
 from geometry_msgs.msg import PoseArray
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Float64MultiArray, Int32
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from std_msgs.msg import Float64MultiArray, Header, Int32
 from trajectory_msgs.msg import JointTrajectory
 
+from robot_rl import paths
 from robot_rl.policies.value.config import ValueConfig
 from robot_rl.policies.value.model import ChunkCritic, ValueFunction, ValueNormalizer
 from robot_rl.ros import msgs
-from robot_rl.ros.candidates import candidates_to_msg
-from robot_rl.sim.arm import HOME_QPOS, JOINT_NAMES
+from robot_rl.ros.candidates import candidates_to_msg, msg_to_candidates
+from robot_rl.safety import CommandGuard
+from robot_rl.sim.arm import HOME_QPOS, JOINT_NAMES, joint_limits
 from robot_rl.sim.kinematics import ArmKinematics
 from ros_helpers import wait_for
 
 NODE = "robot_rl.ros.value_steering_node"
+TRAJECTORY = "/joint_trajectory_controller/joint_trajectory"
 SEEDS = [3]
 
 
@@ -46,7 +56,8 @@ def test_node_executes_the_argmax_or_falls_back(nodes, probe, tmp_path, poison):
     for topic, kind in (("/value_steering/choice", Int32), ("/value_steering/scores", Float64MultiArray),
                         ("/joint_trajectory_controller/joint_trajectory", JointTrajectory)):
         probe.subscribe(kind, topic)
-    nodes.node("steering", NODE, {"value_checkpoint": str(ckpt)})
+    # max_age: the probe publishes the observation once, a second before the candidates
+    nodes.node("steering", NODE, {"value_checkpoint": str(ckpt), "max_age": 10.0})
     joints = probe.publisher(JointState, "/joint_states")
     poses = probe.publisher(PoseArray, "/task/object_poses")
     cands = probe.publisher(JointTrajectory, "/policy/candidates")
@@ -69,3 +80,158 @@ def test_node_executes_the_argmax_or_falls_back(nodes, probe, tmp_path, poison):
         wait_for(lambda: probe.count("/joint_trajectory_controller/joint_trajectory") > 0, 5, "the executed chunk")
         names, times, positions = msgs.trajectory_from_msg(probe.latest("/joint_trajectory_controller/joint_trajectory"))
         assert positions.shape == (4, 8) and np.all(np.isfinite(positions))
+
+
+@pytest.mark.integration
+def test_node_reseeds_at_episode_start_and_holds_on_stale_inputs(nodes, probe):
+    """No critic (candidate 0 executed). Stale candidates, then no joint states for max_age: a
+    one-point hold at the measured position each time, nothing executed meanwhile. A new episode
+    (/sim/episode_start): the guard clamps from the measured start, not the last command, and
+    candidates from before the episode are dropped."""
+    max_age = 2.0
+    for topic, kind in ((TRAJECTORY, JointTrajectory), ("/value_steering/choice", Int32)):
+        probe.subscribe(kind, topic)
+    nodes.node("steering", NODE, {"max_age": max_age})
+    joints = probe.publisher(JointState, "/joint_states")
+    cands = probe.publisher(JointTrajectory, "/policy/candidates")
+    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    episode = probe.node.create_publisher(Header, "/sim/episode_start", latched)
+    wait_for(lambda: episode.get_subscription_count() > 0, 15, "a subscriber on /sim/episode_start")
+
+    def observe(stamp, q):
+        joints.publish(msgs.joint_state_to_msg(JOINT_NAMES, q, stamp=stamp))
+        time.sleep(0.2)
+
+    def next_trajectory(n):
+        wait_for(lambda: probe.count(TRAJECTORY) > n, 10, f"trajectory {n + 1}")
+        assert probe.count(TRAJECTORY) == n + 1
+        return msgs.trajectory_from_msg(probe.all(TRAJECTORY)[n])[2], probe.all(TRAJECTORY)[n]
+
+    chunks = _candidates()
+    observe(5.0, HOME_QPOS)
+    cands.publish(candidates_to_msg(JOINT_NAMES, chunks, 0.1, 5.0))
+    executed, _ = next_trajectory(0)
+    np.testing.assert_allclose(executed, chunks[0], atol=1e-6)  # within limits and max_step
+
+    q1 = HOME_QPOS.copy()
+    q1[0] += 0.1
+    observe(7.0, q1)
+    cands.publish(candidates_to_msg(JOINT_NAMES, chunks, 0.1, 7.0 - max_age - 1.0))  # stale candidates
+    held, msg = next_trajectory(1)
+    np.testing.assert_allclose(held, [q1], atol=1e-9)  # hold where the arm was measured, now
+    assert msgs.from_time(msg.header.stamp) == 0.0
+    observe(7.1, q1)
+    cands.publish(candidates_to_msg(JOINT_NAMES, chunks, 0.1, 7.1))  # fresh again
+    executed, _ = next_trajectory(2)
+    assert executed.shape == (4, 8) and probe.count("/value_steering/choice") == 2
+    assert "fresh again" in nodes.log("steering")
+
+    q2 = HOME_QPOS.copy()
+    q2[0] += 1.2  # more than max_step from the last command: only a re-seeded guard passes it
+    episode.publish(msgs.header(10.0))
+    time.sleep(0.2)
+    observe(10.0, q2)
+    cands.publish(candidates_to_msg(JOINT_NAMES, chunks, 0.1, 7.2))  # the old episode's: dropped
+    cands.publish(candidates_to_msg(JOINT_NAMES, np.tile(q2, (2, 4, 1)), 0.1, 10.0))
+    executed, _ = next_trajectory(3)
+    np.testing.assert_allclose(executed, np.tile(q2, (4, 1)), atol=1e-9)
+    assert probe.count("/value_steering/choice") == 3
+
+    # no joint states for max_age: the watchdog holds (once) at the last measured position
+    held, msg = next_trajectory(4)
+    np.testing.assert_allclose(held, [q2], atol=1e-9)
+    time.sleep(max_age)
+    assert probe.count(TRAJECTORY) == 5, "one hold per stale spell"
+    log = nodes.log("steering")
+    assert "candidates' observation is" in log and "no /joint_states for" in log
+
+
+@pytest.mark.integration
+def test_sim_steering_graph_runs_episodes_on_the_critics_choices(nodes, probe, tmp_path, monkeypatch,
+                                                                  torch_one_thread):
+    """`robot-rl bringup sim_steering` (lock-step, tiny diffusion checkpoint + tiny critic) and
+    `robot-rl episodes`: the diffusion node only proposes, so every arm command is a chunk
+    value_steering chose; each decision scores all num_samples candidates, and each executed
+    chunk is the candidate the critic ranks first for the observation it was sampled from, and
+    /policy/action_chunk carries those choices only (the diffusion node publishes no chunk)."""
+    import yaml
+
+    from test_diffusion_node import train_tiny
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the node processes: fair on a shared 2-core machine
+    diffusion = train_tiny(tmp_path, [tmp_path / "diffusion"])[0]
+    vf, value = _value_checkpoint(tmp_path / "value")  # reach: joint_pos + ee_pos + one object pose
+    params = yaml.safe_load(paths.config_file("sim_steering.yaml").read_text())
+    num_samples = params["diffusion_policy"]["ros__parameters"]["num_samples"]
+    for topic, kind in (("/value_steering/choice", Int32), ("/value_steering/scores", Float64MultiArray),
+                        (TRAJECTORY, JointTrajectory), ("/policy/candidates", JointTrajectory),
+                        ("/forward_position_controller/commands", Float64MultiArray),
+                        ("/joint_states", JointState), ("/task/object_poses", PoseArray),
+                        ("/policy/action_chunk", JointTrajectory), ("/sim/episode_start", Header)):
+        probe.subscribe(kind, topic)
+    nodes.start("bringup", [sys.executable, "-m", "robot_rl.cli", "bringup", "sim_steering",
+                            "-p", "task=reach", "-p", "mode=lockstep", "-p", "lockstep_timeout=1.0",
+                            "-p", f"checkpoint={diffusion}", "-p", f"value_checkpoint={value}"])
+    wait_for(lambda: probe.count("/value_steering/scores") > 0, 60, "the first scored decision")
+    decisions = probe.count("/value_steering/scores")
+    result = subprocess.run([sys.executable, "-m", "robot_rl.cli", "episodes", "--task", "reach",
+                             "--num-episodes", "2", "--max-steps", "20", "--reset-service", "/sim/reset"],
+                            capture_output=True, text=True, timeout=60)
+    print(result.stdout, result.stderr)
+    assert result.returncode == 0 and "/2 episodes succeeded" in result.stdout
+    assert probe.count("/value_steering/scores") >= decisions + 5, "the episodes ran on steered chunks"
+    assert probe.node.count_publishers("/policy/action_chunk") == 1, "only value_steering publishes chunks"
+    assert nodes.stop("bringup", signal.SIGINT, timeout=15) == 0
+
+    assert probe.count("/forward_position_controller/commands") == 0, "diffusion_policy must only propose"
+    steered = {round(msgs.from_time(m.header.stamp), 6): msgs.trajectory_from_msg(m) for m in probe.all(TRAJECTORY)}
+    chunk_stamps = [round(msgs.from_time(m.header.stamp), 6) for m in probe.all("/policy/action_chunk")]
+    assert len(chunk_stamps) >= 5 and len(set(chunk_stamps)) == len(chunk_stamps), "one chunk per decision"
+    for m in probe.all("/policy/action_chunk"):  # each one value_steering's executed choice
+        names, times, positions = msgs.trajectory_from_msg(m)
+        stamp = round(msgs.from_time(m.header.stamp), 6)
+        assert stamp in steered and names == steered[stamp][0]
+        np.testing.assert_allclose(positions, steered[stamp][2], atol=1e-12)
+    scores = [msgs.array_from_msg(m) for m in probe.all("/value_steering/scores")]
+    assert all(s.shape == (num_samples,) and np.all(np.isfinite(s)) for s in scores)
+    choices = Counter(m.data for m in probe.all("/value_steering/choice"))
+    assert Counter(int(np.argmax(s)) for s in scores) <= choices  # beta 0: the argmax (extra 0s: fallbacks)
+    assert set(choices) - {0}, "the critic never preferred another candidate to the generalist's own"
+
+    # Recompute each decision: the critic on the observation at the candidates' stamp, then the
+    # node's guard (clamps to limits and max step from the previous chunk's last point, or from
+    # the measured joint positions at the first observation of a new episode).
+    lower, upper = joint_limits()
+    steering = params["value_steering"]["ros__parameters"]
+    steps = np.where(np.array(JOINT_NAMES) == "finger_joint", steering["gripper_max_step"], steering["max_step"])
+    candidates = {round(msg_to_candidates(m)[1], 6): msg_to_candidates(m) for m in probe.all("/policy/candidates")}
+    joints = {round(msgs.from_time(m.header.stamp), 6): m for m in probe.all("/joint_states")}
+    poses = {round(msgs.from_time(m.header.stamp), 6): msgs.poses_from_msg(m) for m in probe.all("/task/object_poses")}
+    starts = sorted(round(msgs.from_time(m.stamp), 6) for m in probe.all("/sim/episode_start"))
+    assert len(starts) >= 2, "the episodes reset the sim"
+    kinematics, previous, previous_stamp, checked, reseeded = ArmKinematics(), None, None, 0, 0
+    for traj in probe.all(TRAJECTORY):
+        names, _, positions = msgs.trajectory_from_msg(traj)
+        executed = msgs.reorder(names, positions.T, JOINT_NAMES).T
+        assert np.all(np.isfinite(executed)) and np.all(executed >= lower - 1e-9) and np.all(executed <= upper + 1e-9)
+        stamp = round(msgs.from_time(traj.header.stamp), 6)
+        new = [s for s in starts if previous_stamp is not None and previous_stamp < s <= stamp]
+        if new:  # an episode started since the previous chunk: the guard starts from its first state
+            start = joints.get(new[-1])
+            previous = None if start is None else msgs.reorder(*msgs.joint_state_from_msg(start)[:2], JOINT_NAMES)
+        assert stamp in candidates, "an executed chunk that no candidate set was stamped with"
+        cand_names, _, _, chunks = candidates[stamp]
+        chunks = np.stack([msgs.reorder(cand_names, ch.T, JOINT_NAMES).T for ch in chunks])
+        if previous is not None and stamp in joints and stamp in poses:
+            jn, q, _, _ = msgs.joint_state_from_msg(joints[stamp])
+            q = msgs.reorder(jn, q, JOINT_NAMES).astype(np.float32)
+            obs = {"joint_pos": q, "ee_pos": kinematics.fk(q[:7])[0].astype(np.float32),
+                   "object_poses": poses[stamp].astype(np.float32)}
+            guard = CommandGuard(JOINT_NAMES, lower, upper, steps)
+            guard.reset(previous)
+            best = chunks[int(np.argmax(vf.score(obs, chunks)))]
+            np.testing.assert_allclose(executed, [guard.apply(p).command for p in best], atol=1e-6)
+            checked += 1
+            reseeded += bool(new)
+        previous, previous_stamp = executed[-1], stamp
+    assert checked >= 5 and reseeded >= 1

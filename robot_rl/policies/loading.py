@@ -1,7 +1,8 @@
 """One way to name a policy anywhere (CLI flags, ROS parameters): a checkpoint folder or an expert.
 
 `path/to/checkpoint` loads whatever its config.json says it is (diffusion, residual);
-`expert:<task>[:<quality>]` is a scripted expert, handy as a base policy or a baseline.
+`expert:<task>[:<quality>]` is a scripted expert, handy as a base policy or a baseline;
+`hold` commands the current joint positions (a residual on it is RL from scratch).
 """
 from __future__ import annotations
 
@@ -12,6 +13,10 @@ from robot_rl.errors import DataError
 
 
 def load_policy(spec: str, device: str = "cpu"):
+    if spec == "hold":
+        from robot_rl.policies.hold import HoldPosition
+
+        return HoldPosition()
     if spec.startswith("expert:"):
         from robot_rl.sim.experts import ScriptedExpert
 

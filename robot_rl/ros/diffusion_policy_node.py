@@ -29,7 +29,11 @@ per tick; non-finite or wrong-length actions are refused with a logged error and
 command is sent instead). Each executed chunk on /policy/action_chunk (JointTrajectory:
 header.stamp = observation time, point j at time_from_start j * control_dt, Ta + request_lead
 points). With `num_samples` N > 1, the N chunks sampled from the same observation on
-/policy/candidates (layout in robot_rl/ros/candidates.py; the node executes candidate 0). A
+/policy/candidates (layout in robot_rl/ros/candidates.py; the node executes candidate 0).
+/policy/action_chunk carries the chunk that drives the arm, so it has one publisher: with
+`publish_commands: false` and N > 1 the node is a pure candidate generator (a steering node
+chooses, commands and publishes the chosen chunk there) and publishes no /policy/action_chunk;
+with N == 1 it still publishes its chunk there (the base of a residual node). A
 JSON status on ~/status (transient local): loaded checkpoint, counts, inference time. At log
 level debug, one line per chunk with its inference and hand-over times.
 
@@ -80,6 +84,7 @@ from robot_rl.errors import ConfigError, DataError, RobotRLError
 from robot_rl.policies.chunk_executor import ChunkExecutor
 from robot_rl.ros import msgs
 from robot_rl.ros.candidates import candidates_to_msg
+from robot_rl.ros.episode_start import EpisodeStart
 from robot_rl.ros.params import config_fields, declare_config
 from robot_rl.ros.spin import run_node
 from robot_rl.safety import CommandGuard
@@ -108,7 +113,7 @@ class DiffusionPolicyConfig:
     gripper_max_step: float = field(default=0.04, metadata={"help": "largest gripper change per tick (m)"})
     points_camera: str = field(default="front", metadata={"help": "the points key reads /camera/<points_camera>/points"})
     seed: int = field(default=0, metadata={"help": "noise seed; the i-th reset uses seed + i"})
-    publish_commands: bool = field(default=True, metadata={"help": "false: publish chunks/candidates only (a steering or residual node commands)"})
+    publish_commands: bool = field(default=True, metadata={"help": "false: command nothing (a steering or residual node does): num_samples 1 publishes /policy/action_chunk, > 1 /policy/candidates only"})
 
     def __post_init__(self):
         if sorted(self.joint_names) != sorted(JOINT_NAMES):
@@ -221,14 +226,15 @@ class DiffusionPolicyNode(Node):
         self._stale = False
         self._warned: set[str] = set()
         self._resets = 0
-        self._episode_start: float | None = None  # from /sim/episode_start
-        self._episode_reset_done = True
+        self._episode = EpisodeStart()  # from /sim/episode_start
         self._stats = {"chunks": 0, "late_chunks": 0, "skipped_actions": 0, "commands": 0,
                        "refused": 0, "inference_ms": [], "handoff_ms": []}
         self._last_status = 0.0
 
         self.pub_cmd = self.create_publisher(Float64MultiArray, COMMANDS, RELIABLE)
-        self.pub_chunk = self.create_publisher(JointTrajectory, "/policy/action_chunk", RELIABLE)
+        # candidates only (num_samples > 1, no commands): the steering node owns /policy/action_chunk
+        self.pub_chunk = (self.create_publisher(JointTrajectory, "/policy/action_chunk", RELIABLE)
+                          if c.publish_commands or c.num_samples == 1 else None)
         self.pub_candidates = (self.create_publisher(JointTrajectory, "/policy/candidates", RELIABLE)
                                if c.num_samples > 1 else None)
         self.pub_status = self.create_publisher(String, "~/status", LATCHED)
@@ -378,11 +384,10 @@ class DiffusionPolicyNode(Node):
             self.get_logger().error(f"/joint_states: {e}", throttle_duration_sec=5.0)
             return
         with self._lock:
-            if self._episode_start is not None and stamp >= self._episode_start - 1e-6 and not self._episode_reset_done:
-                self._episode_reset_done = True  # the first observation of a new episode
+            if self._episode.begins(stamp):  # the first observation of a new episode
                 if self._waiting_locked():  # the old episode's last tick: one answer, a hold, not
                     self._command_locked(None)  # a chunk computed from the old episode's state
-                self._reset_locked(f"episode starting at {self._episode_start:.3f}", waiting=False)
+                self._reset_locked(f"episode starting at {self._episode.start:.3f}", waiting=False)
             if self._last_joint_stamp is not None and stamp < self._last_joint_stamp - 1e-6:
                 self._reset_locked(f"/joint_states stamps went back from {self._last_joint_stamp:.3f} to {stamp:.3f}",
                                    time_went_back=True)
@@ -394,9 +399,8 @@ class DiffusionPolicyNode(Node):
         """/sim/episode_start: reset at the episode's first observation (or now, if it came first)."""
         start = msgs.from_time(msg.stamp)
         with self._lock:
-            self._episode_start, self._episode_reset_done = start, False
-            if self._last_joint_stamp is not None and self._last_joint_stamp >= start - 1e-6:
-                self._episode_reset_done = True  # its first observation arrived before this message
+            if self._episode.announce(start, self._last_joint_stamp):
+                # its first observation arrived before this message
                 self._reset_locked(f"episode started at {start:.3f} (announced late)", waiting=None)
 
     def _on_observation(self, topic: str, msg, convert) -> None:
@@ -566,8 +570,9 @@ class DiffusionPolicyNode(Node):
                 s["late_chunks"] += 1
         if d.accepted:
             names = c.joint_names
-            self.pub_chunk.publish(msgs.trajectory_to_msg(names, np.arange(len(chosen)) * c.control_dt,
-                                                          chosen, job.stamp))
+            if self.pub_chunk is not None:
+                self.pub_chunk.publish(msgs.trajectory_to_msg(names, np.arange(len(chosen)) * c.control_dt,
+                                                              chosen, job.stamp))
             if self.pub_candidates is not None:
                 self.pub_candidates.publish(candidates_to_msg(names, windows, c.control_dt, job.stamp))
         self.get_logger().debug(f"chunk {job.stamp:.6f}: {d.reason}, inference {inference_ms:.3f} ms, "

@@ -3,13 +3,27 @@
 It never needs the generalist's weights: candidates arrive on /policy/candidates (N chunks
 stacked in one JointTrajectory stamped with their observation, robot_rl/ros/candidates.py) from
 any policy. The observation at that stamp (joint states + FK end-effector pose + object poses,
-kept in a short buffer) and all N chunks go through the critic in one batched forward pass; the
+kept in a short buffer; the candidates can overtake it, so scoring waits up to OBS_WAIT s for it)
+and all N chunks go through the critic in one batched forward pass; the
 argmax (beta = 0) or a sample of softmax(Q / beta) is executed: each point through CommandGuard,
 then published as a JointTrajectory stamped with the observation time to the arm's trajectory
 controller (points whose time has passed are skipped by the controller: latency compensation)
 and on /policy/action_chunk. Scores go to ~/scores (Float64MultiArray, candidate order) and the
 choice to ~/choice. With no critic, or non-finite scores, candidate 0 (the generalist's own
 sample) is executed with one warning.
+
+Guard reference. The guard clamps each chunk's first point relative to the previous chunk's
+last one; it takes the measured joint positions as its reference at the first /joint_states, at
+each episode's first observation (/sim/episode_start, latched, stamped with that observation:
+robot_rl/ros/episode_start.py, as diffusion_policy does), and when it holds. Candidates stamped
+before the current episode started are dropped.
+
+Staleness. When the joint states were received longer than `max_age` ago (node clock: sim time
+under use_sim_time), or candidates arrive sampled from an observation more than `max_age` older
+than the newest joint states, the node holds position: it executes nothing, and once per stale
+spell sends the arm's trajectory controller a one-point trajectory (stamp 0: now) at the newest
+measured joint positions, which also become the guard's reference. It logs one warning per spell
+and resumes with the next fresh candidates.
 """
 from __future__ import annotations
 
@@ -22,21 +36,24 @@ import numpy as np
 from geometry_msgs.msg import PoseArray
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Float64MultiArray, Int32
+from std_msgs.msg import Float64MultiArray, Header, Int32
 from trajectory_msgs.msg import JointTrajectory
 
 from robot_rl.errors import ConfigError, RobotRLError
 from robot_rl.policies.steering import select_candidate
 from robot_rl.ros import msgs
 from robot_rl.ros.candidates import msg_to_candidates
+from robot_rl.ros.episode_start import EpisodeStart
 from robot_rl.ros.params import declare_config
 from robot_rl.ros.spin import run_node
 from robot_rl.safety import CommandGuard
 from robot_rl.sim.arm import ARM_JOINTS, JOINT_NAMES, joint_limits
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+OBS_WAIT = 0.2  # wall s: candidates may arrive before their own observation (another publisher)
 
 
 @dataclass
@@ -47,13 +64,14 @@ class ValueSteeringConfig:
     sync_tolerance: float = field(default=0.02, metadata={"help": "an observation within this (s) of the candidates' stamp is theirs"})
     max_step: float = field(default=0.5, metadata={"help": "largest arm joint change between points (rad)"})
     gripper_max_step: float = field(default=0.04, metadata={"help": "largest gripper change between points (m)"})
+    max_age: float = field(default=0.5, metadata={"help": "hold when the joint states, or the candidates' observation, are older than this (s)"})
     seed: int = field(default=0, metadata={"help": "seed of the softmax sampling"})
 
     def __post_init__(self):
         if sorted(self.joint_names) != sorted(JOINT_NAMES):
             raise ConfigError(f"joint_names must be an ordering of {list(JOINT_NAMES)}, got {list(self.joint_names)}")
-        if self.beta < 0 or self.sync_tolerance < 0 or self.max_step <= 0 or self.gripper_max_step <= 0:
-            raise ConfigError("beta and sync_tolerance must be >= 0, max steps > 0")
+        if self.beta < 0 or self.sync_tolerance < 0 or self.max_step <= 0 or self.gripper_max_step <= 0 or self.max_age <= 0:
+            raise ConfigError("beta and sync_tolerance must be >= 0, max steps and max_age > 0")
 
 
 class ValueSteeringNode(Node):
@@ -67,19 +85,26 @@ class ValueSteeringNode(Node):
         self.guard = CommandGuard(c.joint_names, lower[order], upper[order], steps)
         self.rng = np.random.default_rng(c.seed)
         self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)  # an observation came in
         self._joints: deque = deque(maxlen=50)  # (stamp, joint_pos in JOINT_NAMES order)
         self._poses: deque = deque(maxlen=50)  # (stamp, (K, 7))
+        self._received: float | None = None  # node-clock time the newest joint state came
+        self._episode = EpisodeStart()  # from /sim/episode_start
+        self._stale = False
         self._kinematics = None
         self.decisions = self.fallbacks = 0
         self.pub_traj = self.create_publisher(JointTrajectory, "/joint_trajectory_controller/joint_trajectory", RELIABLE)
         self.pub_chunk = self.create_publisher(JointTrajectory, "/policy/action_chunk", RELIABLE)
         self.pub_scores = self.create_publisher(Float64MultiArray, "~/scores", RELIABLE)
         self.pub_choice = self.create_publisher(Int32, "~/choice", RELIABLE)
+        # Created before /joint_states so that, when both are ready, the episode start is seen first.
+        self.create_subscription(Header, "/sim/episode_start", self._on_episode_start, LATCHED)
         self.create_subscription(JointState, "/joint_states", self._on_joints, RELIABLE)
         self.create_subscription(PoseArray, "/task/object_poses", self._on_poses, RELIABLE)
         # Scoring runs in its own group so observation callbacks keep flowing meanwhile.
         self.create_subscription(JointTrajectory, "/policy/candidates", self._on_candidates, RELIABLE,
                                  callback_group=MutuallyExclusiveCallbackGroup())
+        self.create_timer(c.max_age / 2, self._watchdog)
         self.get_logger().info(f"critic {c.value_checkpoint or '(none: pass-through)'}, beta {c.beta}")
 
     def _load(self, path: str):
@@ -93,7 +118,11 @@ class ValueSteeringNode(Node):
             self.get_logger().error(f"value_checkpoint: {e}; executing candidate 0 unsteered")
             return None
 
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
     def _on_joints(self, msg: JointState) -> None:
+        stamp, now = msgs.from_time(msg.header.stamp), self._now()
         names, pos, _, _ = msgs.joint_state_from_msg(msg)
         try:
             q = msgs.reorder(names, pos, JOINT_NAMES)
@@ -101,17 +130,74 @@ class ValueSteeringNode(Node):
             self.get_logger().error(f"/joint_states: {e}", throttle_duration_sec=5.0)
             return
         with self._lock:
-            self._joints.append((msgs.from_time(msg.header.stamp), q))
-            if self.guard.last is None:
-                self.guard.reset(msgs.reorder(JOINT_NAMES, q, self.config.joint_names))
+            if self._episode.begins(stamp):  # a new episode's first observation: clamp from here,
+                self.get_logger().info(f"episode starting at {stamp:.3f}: guard reference from /joint_states")
+                self._reseed_locked(q)  # not from the old episode's last command
+            elif self.guard.last is None:
+                self._reseed_locked(q)
+            self._joints.append((stamp, q))
+            self._received = now
+            self._arrived.notify_all()
+
+    def _on_episode_start(self, msg: Header) -> None:
+        """/sim/episode_start: re-seed the guard at the episode's first observation (now, if it came first)."""
+        start = msgs.from_time(msg.stamp)
+        with self._lock:
+            newest = self._joints[-1] if self._joints else None
+            if self._episode.announce(start, newest[0] if newest else None):
+                self.get_logger().info(f"episode started at {start:.3f} (announced late): guard reference from /joint_states")
+                self._reseed_locked(newest[1])
+
+    def _reseed_locked(self, q: np.ndarray) -> None:
+        """Measured joint positions (JOINT_NAMES order) become the guard's reference."""
+        self.guard.reset(msgs.reorder(JOINT_NAMES, q, self.config.joint_names))
+
+    def _staleness_locked(self, stamp: float) -> str | None:
+        """Why candidates stamped `stamp` must not be executed now (stale inputs), or None."""
+        if self._received is None:
+            return None  # no joint state yet: nothing is executed anyway (no guard reference)
+        age = self._now() - self._received
+        if age > self.config.max_age:
+            return f"no /joint_states for {age:.2f} s"
+        lag = self._joints[-1][0] - stamp
+        if lag > self.config.max_age:
+            return f"the candidates' observation is {lag:.2f} s older than /joint_states"
+        return None
+
+    def _hold_locked(self, reason: str) -> None:
+        """Stale inputs: stop where the arm was last measured (once per stale spell)."""
+        if self._stale:
+            return
+        self._stale = True
+        self.get_logger().warning(f"inputs are stale ({reason}): holding position until fresh candidates")
+        if not self._joints:
+            return
+        self._reseed_locked(self._joints[-1][1])
+        self.pub_traj.publish(msgs.trajectory_to_msg(self.config.joint_names, [0.0], self.guard.last[None], 0.0))
+
+    def _watchdog(self) -> None:
+        with self._lock:
+            if self._received is not None and not self._stale:
+                age = self._now() - self._received
+                if age > self.config.max_age:
+                    self._hold_locked(f"no /joint_states for {age:.2f} s")
 
     def _on_poses(self, msg: PoseArray) -> None:
         with self._lock:
             self._poses.append((msgs.from_time(msg.header.stamp), msgs.poses_from_msg(msg)))
+            self._arrived.notify_all()
 
     def _observation(self, stamp: float) -> dict | None:
         """The observation the candidates were sampled from: messages nearest their stamp."""
-        with self._lock:
+        need_poses = "object_poses" in self.value.cfg.obs_keys
+        due = stamp - self.config.sync_tolerance
+
+        def arrived() -> bool:
+            return (bool(self._joints) and self._joints[-1][0] >= due
+                    and (not need_poses or (bool(self._poses) and self._poses[-1][0] >= due)))
+
+        with self._arrived:  # scoring runs in its own thread: the observation callbacks go on
+            self._arrived.wait_for(arrived, timeout=OBS_WAIT)
             joints, poses = list(self._joints), list(self._poses)
         if not joints:
             return None
@@ -138,6 +224,15 @@ class ValueSteeringNode(Node):
         except RobotRLError as e:
             self.get_logger().error(f"/policy/candidates: {e}", throttle_duration_sec=5.0)
             return
+        with self._lock:
+            if self._episode.before(stamp):
+                self.get_logger().info(f"candidates stamped {stamp:.3f}, before the episode that started at "
+                                       f"{self._episode.start:.3f}: dropped")
+                return
+            stale = self._staleness_locked(stamp)
+            if stale is not None:
+                self._hold_locked(stale)
+                return
         scores, reason = None, "no critic"
         if self.value is not None:
             obs = self._observation(stamp)
@@ -160,18 +255,23 @@ class ValueSteeringNode(Node):
         self.pub_choice.publish(Int32(data=choice.index))
 
     def _execute(self, chunk: np.ndarray, times: np.ndarray, stamp: float) -> None:
-        with self._lock:
+        with self._lock:  # publishing under the lock: a hold never overtakes a chunk, nor one a hold
             if self.guard.last is None:
                 return  # no joint state yet: nothing safe to command relative to
+            if self._episode.before(stamp):
+                return  # an episode started while the critic scored these
             safe = []
             for point in chunk:
                 result = self.guard.apply(point)
                 if result.refusal:
                     self.get_logger().error(result.refusal, throttle_duration_sec=5.0)
                 safe.append(result.command)
-        traj = msgs.trajectory_to_msg(self.config.joint_names, times, np.stack(safe), stamp)
-        self.pub_traj.publish(traj)
-        self.pub_chunk.publish(traj)
+            if self._stale:
+                self._stale = False
+                self.get_logger().info("inputs are fresh again: executing the chosen chunks")
+            traj = msgs.trajectory_to_msg(self.config.joint_names, times, np.stack(safe), stamp)
+            self.pub_traj.publish(traj)
+            self.pub_chunk.publish(traj)
 
     def close(self) -> None:
         self.get_logger().info(f"{self.decisions} decisions, {self.fallbacks} fallbacks")

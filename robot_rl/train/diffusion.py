@@ -46,6 +46,7 @@ class DiffusionTrainConfig:
     device: str = "cpu"
     torch_threads: int = 0  # 0: leave torch's default
     init_checkpoint: str | None = None  # fine-tune: start from these weights and normalizer
+    lr: float | None = None  # None: the policy config's (a fine-tune keeps its checkpoint's)
     policy: DiffusionConfig = field(default_factory=DiffusionConfig)
 
     def __post_init__(self):
@@ -136,7 +137,8 @@ def train_diffusion(tc: DiffusionTrainConfig, dataset, evaluate: EvalFn | None =
     # --- model, optimiser, schedule, EMA ------------------------------------------------------------
     policy = init or DiffusionPolicy(cfg, normalizer_from_stats(stats, cfg)).to(tc.device)
     policy.train()
-    optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, betas=cfg.adam_betas, eps=cfg.adam_eps,
+    peak_lr = tc.lr if tc.lr is not None else cfg.lr
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=peak_lr, betas=cfg.adam_betas, eps=cfg.adam_eps,
                                   weight_decay=cfg.weight_decay)
     lr_schedule = get_scheduler(cfg.lr_scheduler, optimizer, num_training_steps=tc.num_steps,
                                 num_warmup_steps=min(cfg.lr_warmup_steps, tc.num_steps // 10))
@@ -286,12 +288,15 @@ def add_arguments(parser) -> None:
     parser.add_argument("--num-steps", type=int, default=t.num_steps)
     parser.add_argument("--batch-size", type=int, default=t.batch_size)
     parser.add_argument("--max-episodes", type=int, default=None)
+    parser.add_argument("--all-episodes", action="store_true",
+                        help="train on failed episodes too (a generalist of mixed quality); default: successes only")
     parser.add_argument("--val-fraction", type=float, default=t.val_fraction)
     parser.add_argument("--eval-every", type=int, default=t.eval_every)
     parser.add_argument("--eval-episodes", type=int, default=50, help="simulator episodes per evaluation (0: none)")
     parser.add_argument("--down-dims", type=int, nargs="+", default=list(d.down_dims))
     parser.add_argument("--num-inference-steps", type=int, default=d.num_inference_steps)
-    parser.add_argument("--lr", type=float, default=d.lr)
+    parser.add_argument("--lr", type=float, default=None, help=f"peak learning rate (default {d.lr:g}; "
+                        "a fine-tune keeps its checkpoint's unless given)")
     parser.add_argument("--device", default=t.device)
     parser.add_argument("--torch-threads", type=int, default=t.torch_threads)
     parser.add_argument("--seed", type=int, default=t.seed)
@@ -316,12 +321,14 @@ def run(args) -> int:
         raise DataError(f"{args.dataset}: no key(s) {missing} (keys: {', '.join(dataset.keys)})")
     policy = DiffusionConfig(obs_keys=keys, obs_shapes={k: tuple(dataset.keys[k]["shape"]) for k in keys},
                              action_dim=int(dataset.keys["action"]["shape"][0]), down_dims=tuple(args.down_dims),
-                             num_inference_steps=args.num_inference_steps, lr=args.lr)
+                             num_inference_steps=args.num_inference_steps,
+                             **({} if args.lr is None else {"lr": args.lr}))
     tc = DiffusionTrainConfig(dataset=args.dataset, out=args.out, num_steps=args.num_steps,
                               batch_size=args.batch_size, max_episodes=args.max_episodes,
                               val_fraction=args.val_fraction, eval_every=args.eval_every, seed=args.seed,
                               device=args.device, torch_threads=args.torch_threads,
-                              init_checkpoint=args.init_checkpoint, policy=policy)
+                              init_checkpoint=args.init_checkpoint, lr=args.lr,
+                              successful_only=not args.all_episodes, policy=policy)
     evaluate = None
     if args.eval_episodes > 0:
         task = args.task or (dataset.episode_meta(0).get("task") if dataset.num_episodes else None)

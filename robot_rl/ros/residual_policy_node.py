@@ -1,0 +1,386 @@
+"""residual_policy: ResFiT on a live arm. A learned per-step correction on top of any base policy.
+
+The base is a black box that publishes its chosen chunks on /policy/action_chunk
+(JointTrajectory stamped with the observation time, point j at j * dt; e.g. the diffusion_policy
+node with `publish_commands: false`). This node sends the commands:
+a = clip(base + scale * tanh(f(o, base))) with the actor of `residual_checkpoint` (with none
+the residual is zero: the base exactly), through CommandGuard, on
+/forward_position_controller/commands.
+
+Ticks. One per /joint_states message due every `control_dt` (every sim message, a subsample of
+a faster joint_state_broadcaster). The observation is the residual's `obs_keys`: joint_pos /
+joint_vel from /joint_states (by name), ee_pos / ee_quat from forward kinematics, object_poses
+from /task/object_poses within `sync_tolerance` of the joint states. The base action for the
+tick's time comes from the latest chunk through ChunkExecutor (actions whose time has passed
+are skipped); a tick whose chunk has not arrived yet is answered when it arrives.
+
+Holding. When an observation is older than `max_age`, or no base action comes for a tick
+within `max_age`, the node commands nothing new (one warning per spell).
+
+Episodes. /sim/episode_start (latched, stamped with the episode's first observation) resets the
+chunk, the guard's reference and the transition chain at that observation; chunks stamped
+before it are dropped. Stamps going back do the same.
+
+Learning (`learn: true`). robot_rl.policies.residual.online: exploration noise on the executed
+action, transitions (obs, base, executed command, reward, next obs, next base) with the reward
+from /task/success (`reward: success`, the sparse reward of `robot-rl train residual`) or
+/task/reward, terminal on success; TD3 updates in a learner thread (`utd_ratio` per
+transition after `warmup_steps`). `out_dir/checkpoint` every `checkpoint_every` updates and at
+shutdown, with the online buffer as `out_dir/replay.npz`. The learning knobs set to -1 keep the
+checkpoint's values (ResidualConfig's defaults without a checkpoint). With `demo_dataset` and
+`base_checkpoint` (the same base, run offline: a checkpoint folder, expert:<task> or hold) the demos
+are relabelled into the demo buffer first; a topic base cannot relabel them.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+from geometry_msgs.msg import PoseArray
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Bool, Float32, Float64MultiArray, Header
+from trajectory_msgs.msg import JointTrajectory
+
+from robot_rl.errors import ConfigError, DataError
+from robot_rl.policies.chunk_executor import ChunkExecutor
+from robot_rl.policies.features import state_vector
+from robot_rl.policies.residual.config import ResidualConfig
+from robot_rl.policies.residual.model import ResidualActor, ResidualPolicy, default_normalizer
+from robot_rl.policies.residual.online import OnlineResidual, residual_action
+from robot_rl.ros import msgs
+from robot_rl.ros.episode_start import EpisodeStart
+from robot_rl.ros.params import declare_config
+from robot_rl.ros.spin import run_node
+from robot_rl.safety import CommandGuard
+from robot_rl.sim.arm import ARM_JOINTS, JOINT_NAMES, joint_limits
+
+COMMANDS = "/forward_position_controller/commands"
+RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+OBS_KEYS = ("joint_pos", "joint_vel", "ee_pos", "ee_quat", "object_poses")
+OVERRIDES = ("warmup_steps", "critic_warmup_updates", "batch_size", "utd_ratio", "exploration_noise")
+
+
+@dataclass
+class ResidualPolicyConfig:
+    residual_checkpoint: str = field(default="", metadata={"help": "residual checkpoint folder; empty: a zero residual (the base exactly)"})
+    joint_names: tuple[str, ...] = field(default=JOINT_NAMES, metadata={"help": "joint order of the commands"})
+    control_dt: float = field(default=0.1, metadata={"help": "control period (s of observation time); the base's chunk spacing"})
+    max_age: float = field(default=0.5, metadata={"help": "hold when an observation, or a tick's wait for its base action, is older than this (s)"})
+    sync_tolerance: float = field(default=0.02, metadata={"help": "object poses within this (s) of the joint states are one observation"})
+    max_step: float = field(default=0.5, metadata={"help": "largest arm joint change per tick (rad)"})
+    gripper_max_step: float = field(default=0.04, metadata={"help": "largest gripper change per tick (m)"})
+    learn: bool = field(default=False, metadata={"help": "explore and train the residual online (TD3 in a learner thread)"})
+    reward: str = field(default="success", metadata={"help": "learn: success (1 on /task/success, sparse) or reward (/task/reward)"})
+    out_dir: str = field(default="runs/residual_online", metadata={"help": "learn: checkpoint/ and replay.npz are written here"})
+    checkpoint_every: int = field(default=1000, metadata={"help": "learn: save a checkpoint every this many updates"})
+    warmup_steps: int = field(default=-1, metadata={"help": "learn: steps of base + small noise before updates; -1: the checkpoint's"})
+    critic_warmup_updates: int = field(default=-1, metadata={"help": "learn: critic-only updates before the actor moves; -1: the checkpoint's"})
+    batch_size: int = field(default=-1, metadata={"help": "learn: batch size; -1: the checkpoint's"})
+    utd_ratio: int = field(default=-1, metadata={"help": "learn: updates per transition; -1: the checkpoint's"})
+    exploration_noise: float = field(default=-1.0, metadata={"help": "learn: noise std in units of residual_scale; -1: the checkpoint's"})
+    demo_dataset: str = field(default="", metadata={"help": "learn: demonstrations for the demo buffer (needs base_checkpoint)"})
+    base_checkpoint: str = field(default="", metadata={"help": "the base as a policy, to relabel demo_dataset: a checkpoint folder, expert:<task> or hold"})
+    seed: int = field(default=0, metadata={"help": "seed of the exploration noise and the networks"})
+    torch_threads: int = field(default=1, metadata={"help": "torch threads (small MLPs: one is fastest)"})
+
+    def __post_init__(self):
+        if sorted(self.joint_names) != sorted(JOINT_NAMES):
+            raise ConfigError(f"joint_names must be an ordering of {list(JOINT_NAMES)}, got {list(self.joint_names)}")
+        for name in ("control_dt", "max_age", "max_step", "gripper_max_step"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.sync_tolerance < 0 or self.checkpoint_every < 1 or self.torch_threads < 1:
+            raise ConfigError("sync_tolerance must be >= 0, checkpoint_every and torch_threads >= 1")
+        if self.reward not in ("success", "reward"):
+            raise ConfigError(f"reward must be success or reward, got {self.reward!r}")
+
+    def overrides(self) -> dict:
+        """The learning knobs set here (not -1), for dataclasses.replace on the ResidualConfig."""
+        return {k: getattr(self, k) for k in OVERRIDES if getattr(self, k) >= 0}
+
+
+def chunk_on_grid(times: np.ndarray, actions: np.ndarray, dt: float) -> np.ndarray:
+    """A chunk's actions at 0, dt, 2 dt, ... (linear interpolation when its points are spaced otherwise)."""
+    grid = np.arange(int(np.floor(times[-1] / dt + 1e-6)) + 1) * dt
+    if len(grid) == len(times) and np.allclose(times, grid, atol=1e-6):
+        return actions
+    if np.any(np.diff(times) <= 0):
+        raise DataError("chunk times must increase")
+    return np.stack([np.interp(grid, times, actions[:, j]) for j in range(actions.shape[1])], 1)
+
+
+class ResidualPolicyNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__("residual_policy", **kwargs)
+        self.config = c = declare_config(self, ResidualPolicyConfig)
+        torch.set_num_threads(c.torch_threads)
+        torch.manual_seed(c.seed)
+        lower, upper = joint_limits()
+        order = [JOINT_NAMES.index(n) for n in c.joint_names]
+        steps = [c.max_step if n in ARM_JOINTS else c.gripper_max_step for n in c.joint_names]
+        self.guard = CommandGuard(c.joint_names, lower[order], upper[order], steps)
+        self.chunks = ChunkExecutor(c.control_dt, action_horizon=1)
+
+        self.policy = ResidualPolicy.from_checkpoint(c.residual_checkpoint) if c.residual_checkpoint else None  # bad: exit 2
+        try:
+            self.cfg = replace(self.policy.cfg if self.policy else ResidualConfig(), **c.overrides())
+        except (ConfigError, ValueError) as e:
+            raise ConfigError(f"node residual_policy: {e}") from e
+        self.obs_keys = self.cfg.obs_keys if (self.policy or c.learn) else ("joint_pos",)
+        unknown = [k for k in self.obs_keys if k not in OBS_KEYS]
+        if unknown:
+            raise ConfigError(f"{c.residual_checkpoint or 'residual config'}: no topic provides the observation keys {unknown}")
+        self.online: OnlineResidual | None = None
+        self._demos = self._open_demos() if c.learn else None
+        if c.learn and (self.policy is not None or self._demos is not None):
+            self._start_learning(self.policy.actor if self.policy else self._actor_from_demos())
+
+        self._kinematics = None
+        self._joints = None  # (stamp, receive time, q, v) in JOINT_NAMES order
+        self._poses = None  # (stamp, (K, 7))
+        self._reward = self._success = None
+        self._ticked = self._next_due = None
+        self._waiting = None  # the latest tick, until its base action arrives: (t, received, obs, vec, reward, success)
+        self._episode = EpisodeStart()  # from /sim/episode_start
+        self._guard_needs_reference = True
+        self._stale = False
+        self._warned: set[str] = set()
+        self.commands = 0
+
+        self.pub_cmd = self.create_publisher(Float64MultiArray, COMMANDS, RELIABLE)
+        # Created before /joint_states: when both are ready, the episode start, this tick's reward
+        # and poses are taken first (the sim publishes them before the joint states).
+        self.create_subscription(Header, "/sim/episode_start", self._on_episode_start, LATCHED)
+        self.create_subscription(Float32, "/task/reward", self._on_reward, RELIABLE)
+        self.create_subscription(Bool, "/task/success", self._on_success, RELIABLE)
+        if "object_poses" in self.obs_keys:
+            self.create_subscription(PoseArray, "/task/object_poses", self._on_poses, RELIABLE)
+        self.create_subscription(JointTrajectory, "/policy/action_chunk", self._on_chunk, RELIABLE)
+        self.create_subscription(JointState, "/joint_states", self._on_joints, RELIABLE)
+        self.create_timer(c.max_age / 2, self._watchdog)
+        self.get_logger().info(f"residual {c.residual_checkpoint or '(none: zero, the base exactly)'}, learn {c.learn}"
+                               + (f", out_dir {c.out_dir}" if c.learn else ""))
+
+    # ------------------------------------------------------------------ set-up
+    def _open_demos(self):
+        c = self.config
+        if not c.demo_dataset:
+            return None
+        if not c.base_checkpoint:
+            self.get_logger().info("demo_dataset given without base_checkpoint: skipping the demos "
+                                   "(relabelling runs the base itself; a base on a topic cannot)")
+            return None
+        from robot_rl.data.dataset import EpisodeDataset
+        from robot_rl.policies.loading import load_policy
+
+        return EpisodeDataset.open(c.demo_dataset), load_policy(c.base_checkpoint)
+
+    def _actor_from_demos(self) -> ResidualActor:
+        """No checkpoint: a zero residual, observations standardised with the demos' statistics."""
+        flat, _ = self._demos[0].concat_episodes(self.obs_keys)
+        src = np.concatenate([flat[k].reshape(len(flat[k]), -1) for k in self.obs_keys], 1)
+        return ResidualActor(src.shape[1], self.cfg, default_normalizer(src.shape[1], src.mean(0), src.std(0) + 1e-2))
+
+    def _start_learning(self, actor: ResidualActor) -> None:
+        c = self.config
+        self.online = OnlineResidual(actor, self.cfg, c.out_dir, c.control_dt, c.checkpoint_every, c.seed,
+                                     self._demos, log=self.get_logger().info)
+
+    # ------------------------------------------------------------------ helpers
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _warn_once(self, key: str, text: str, error: bool = False) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            (self.get_logger().error if error else self.get_logger().warning)(text)
+
+    def _hold(self, reason: str) -> None:
+        if not self._stale:  # once per spell
+            self.get_logger().warning(f"holding position, no new commands: {reason}")
+            self._stale = True
+
+    def _reset(self, reason: str) -> None:
+        """New episode (or time went back): no chunk, no waiting tick, a fresh transition chain."""
+        self.chunks.reset()
+        self._waiting = self._ticked = self._next_due = None
+        self._guard_needs_reference = True
+        if self.online is not None:
+            self.online.end_episode()
+        self.get_logger().info(f"reset: {reason}")
+
+    # ------------------------------------------------------------------ callbacks
+    def _on_episode_start(self, msg: Header) -> None:
+        start = msgs.from_time(msg.stamp)
+        if self._episode.announce(start, self._joints[0] if self._joints else None):
+            self._reset(f"episode started at {start:.3f} (announced late)")
+
+    def _on_reward(self, msg: Float32) -> None:
+        self._reward = float(msg.data)
+
+    def _on_success(self, msg: Bool) -> None:
+        self._success = bool(msg.data)
+
+    def _on_poses(self, msg: PoseArray) -> None:
+        self._poses = (msgs.from_time(msg.header.stamp), msgs.poses_from_msg(msg))
+        self._maybe_tick()
+
+    def _on_joints(self, msg: JointState) -> None:
+        names, pos, vel, _ = msgs.joint_state_from_msg(msg)
+        try:
+            q = msgs.reorder(names, pos, JOINT_NAMES)
+            v = msgs.reorder(names, vel, JOINT_NAMES) if len(vel) == len(names) else np.zeros(len(JOINT_NAMES))
+        except DataError as e:
+            self.get_logger().error(f"/joint_states: {e}", throttle_duration_sec=5.0)
+            return
+        stamp = msgs.from_time(msg.header.stamp)
+        if self._episode.begins(stamp):
+            self._reset(f"episode starting at {self._episode.start:.3f}")
+        elif self._joints is not None and stamp < self._joints[0] - 1e-6:
+            self._reset(f"/joint_states stamps went back from {self._joints[0]:.3f} to {stamp:.3f}")
+        self._joints = (stamp, self._now(), q, v)
+        self._maybe_tick()
+
+    def _on_chunk(self, msg: JointTrajectory) -> None:
+        try:
+            names, times, positions = msgs.trajectory_from_msg(msg)
+            if not len(times):
+                raise DataError("the chunk has no points")
+            actions = chunk_on_grid(times, msgs.reorder(names, positions.T, JOINT_NAMES).T, self.config.control_dt)
+        except DataError as e:
+            self.get_logger().error(f"/policy/action_chunk: {e}", throttle_duration_sec=5.0)
+            return
+        stamp = msgs.from_time(msg.header.stamp)
+        if self._episode.before(stamp):
+            return  # computed in the previous episode
+        delivery = self.chunks.deliver(stamp, actions, self.chunks.generation)
+        if delivery.action is not None and self._waiting is not None:
+            waiting, self._waiting = self._waiting, None
+            self._act(*waiting, delivery.action)
+
+    def _observation(self, t: float, q: np.ndarray, v: np.ndarray) -> dict | None:
+        """The residual's observation at `t`, or None (wait for the poses of this tick, or hold)."""
+        obs = {"joint_pos": q.astype(np.float32), "joint_vel": v.astype(np.float32)}
+        if "ee_pos" in self.obs_keys or "ee_quat" in self.obs_keys:
+            obs["ee_pos"], obs["ee_quat"] = self._ee_pose(q)
+        if "object_poses" in self.obs_keys:
+            if self._poses is None:
+                self._warn_once("poses", "waiting for the first message on /task/object_poses")
+                return None
+            stamp, poses = self._poses
+            if t - stamp > self.config.max_age:
+                self._hold(f"/task/object_poses is {t - stamp:.2f} s older than /joint_states")
+                return None
+            if abs(t - stamp) > self.config.sync_tolerance:
+                return None  # this tick's poses may still be on their way
+            obs["object_poses"] = poses.astype(np.float32)
+        return obs
+
+    def _ee_pose(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        import mujoco
+
+        if self._kinematics is None:
+            from robot_rl.sim.kinematics import ArmKinematics
+
+            self._kinematics = ArmKinematics()
+        pos, rot = self._kinematics.fk(q[:7])
+        quat = np.zeros(4)
+        mujoco.mju_mat2Quat(quat, rot.reshape(-1))
+        return pos.astype(np.float32), quat.astype(np.float32)
+
+    def _maybe_tick(self) -> None:
+        if self._joints is None:
+            return
+        c = self.config
+        t, received, q, v = self._joints
+        if self._ticked is not None and t <= self._ticked + 1e-9:
+            return  # answered already
+        if self._next_due is not None and t < self._next_due - min(1e-3, c.control_dt / 10):
+            return  # a faster joint state stream: not a control tick
+        if self._now() - received > c.max_age:
+            self._hold(f"/joint_states received {self._now() - received:.2f} s ago")
+            return
+        obs = self._observation(t, q, v)
+        if obs is None:
+            return
+        due = self._next_due
+        self._ticked = t
+        self._next_due = due + c.control_dt if due is not None and t < due + c.control_dt / 2 else t + c.control_dt
+        if self._guard_needs_reference:
+            self.guard.reset(msgs.reorder(JOINT_NAMES, q, c.joint_names))
+            self._guard_needs_reference = False
+        if self._waiting is not None:
+            self._hold(f"no base action came for the tick at {self._waiting[0]:.3f}")
+        if c.learn and self._success is None:
+            self._warn_once("reward", "no /task/success yet: recording reward 0 and no terminal until it comes")
+        vec = state_vector(obs, self.obs_keys)
+        reward = self._reward if c.reward == "reward" else float(bool(self._success))
+        self._waiting = (t, received, obs, vec, reward or 0.0, bool(self._success))
+        tick = self.chunks.tick(t)
+        if tick.action is not None:
+            waiting, self._waiting = self._waiting, None
+            self._act(*waiting, tick.action)
+
+    # ------------------------------------------------------------------ commands
+    def _act(self, t, received, obs, vec, reward, success, base) -> None:
+        """base + residual through the guard, for the tick at `t`."""
+        c = self.config
+        if self._now() - received > c.max_age:
+            self._hold(f"the base action for the tick at {t:.3f} came after max_age")
+            return
+        if self.online is None and c.learn:  # no checkpoint, no demos: the first observation sizes it
+            self._start_learning(ResidualActor(len(vec), self.cfg, default_normalizer(len(vec))))
+        actor = self.online.actor if self.online else (self.policy.actor if self.policy else None)
+        if actor is not None and len(vec) != actor.norm.obs_mean.numel():
+            self._warn_once("dim", f"the observation {list(self.obs_keys)} has {len(vec)} values, the residual "
+                            f"expects {actor.norm.obs_mean.numel()} (a different task?): holding", error=True)
+            return
+        if self.online is not None:
+            self.online.observe(t, vec, base, reward, success)  # closes the previous transition
+            action = self.online.act(vec, base)
+        elif self.policy is not None:
+            action = residual_action(self.policy.actor, vec, base)
+        else:
+            action = base
+        result = self.guard.apply(action, JOINT_NAMES)
+        if result.command is None:
+            return  # no reference position yet
+        if result.refusal is not None:
+            self.get_logger().error(f"{COMMANDS}: action refused: {result.refusal}", throttle_duration_sec=5.0)
+        elif self.online is not None:
+            self.online.executed(t, vec, base, msgs.reorder(c.joint_names, result.command, JOINT_NAMES))
+        self.pub_cmd.publish(msgs.array_to_msg(result.command))
+        self.commands += 1
+        if self._stale:
+            self._stale = False
+            self.get_logger().info("base actions and observations are fresh again: resuming")
+
+    def _watchdog(self) -> None:
+        if self._waiting is not None and self._now() - self._waiting[1] > self.config.max_age:
+            self._hold(f"no base action came for the tick at {self._waiting[0]:.3f} within max_age")
+            self._waiting = None
+        if self._joints is not None and self._now() - self._joints[1] > self.config.max_age:
+            self._hold(f"no /joint_states for {self._now() - self._joints[1]:.2f} s")
+
+    def close(self) -> None:
+        self._joints = None  # no more ticks: commands stop
+        self.get_logger().info(f"{self.commands} commands")
+        if self.online is not None:
+            saved = self.online.close()
+            if saved is None:
+                self.get_logger().info(f"nothing learned yet: no checkpoint written to {self.config.out_dir}")
+            else:
+                self.get_logger().info(f"{self.online.updates} updates; saved {saved[0]} and {saved[1]}")
+
+
+def main(args=None) -> int:
+    return run_node(ResidualPolicyNode, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

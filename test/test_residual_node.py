@@ -1,0 +1,171 @@
+"""residual_policy node over DDS: a zero residual is the base exactly; commands stay within the
+joint limits whatever the residual; `learn: true` on the sim_residual graph (MuJoCo + a tiny
+diffusion base) updates, and on SIGINT leaves a checkpoint and a replay buffer that load back."""
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+from geometry_msgs.msg import PoseArray
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray
+from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory
+
+from robot_rl.data.replay import ReplayBuffer
+from robot_rl.policies.features import state_vector
+from robot_rl.policies.residual.model import ResidualActor, ResidualPolicy, default_normalizer
+from robot_rl.ros import msgs
+from robot_rl.ros.residual_policy_node import chunk_on_grid
+from robot_rl.sim.arm import HOME_QPOS, JOINT_NAMES, joint_limits
+from ros_helpers import wait_for
+from test_diffusion_node import train_tiny
+from test_residual_online import tiny, wild
+
+pytestmark = pytest.mark.integration
+
+NODE = "robot_rl.ros.residual_policy_node"
+SIM = "robot_rl.ros.mujoco_sim_node"
+POLICY = "robot_rl.ros.diffusion_policy_node"
+FORWARD = "/forward_position_controller/commands"
+SEEDS = [4, 5]
+CUBE = np.array([[0.5, 0.0, 0.02, 1, 0, 0, 0]])
+KEYS = ("joint_pos", "ee_pos", "object_poses")
+
+
+def residual_checkpoint(path, cfg, obs_dim: int, saturated: bool = False):
+    actor = ResidualActor(obs_dim, cfg, default_normalizer(obs_dim))
+    return ResidualPolicy(None, wild(actor) if saturated else actor, cfg).save(path)
+
+
+class Observations:
+    """The test as the arm and the base: joint states + poses per tick, chunks on demand."""
+
+    def __init__(self, probe):
+        self.probe = probe
+        probe.subscribe(Float64MultiArray, FORWARD)
+        self.joints = probe.publisher(JointState, "/joint_states")
+        self.poses = probe.publisher(PoseArray, "/task/object_poses")
+        self.chunks = probe.publisher(JointTrajectory, "/policy/action_chunk")
+
+    def tick(self, t: float, answered: bool = True, poses_stamp: float | None = None):
+        n = self.probe.count(FORWARD)
+        self.poses.publish(msgs.poses_to_msg(CUBE, t if poses_stamp is None else poses_stamp))
+        self.joints.publish(msgs.joint_state_to_msg(JOINT_NAMES, HOME_QPOS, stamp=t))
+        return self.command(n) if answered else n
+
+    def chunk(self, stamp: float, actions, names=JOINT_NAMES, n: int | None = None):
+        n = self.probe.count(FORWARD) if n is None else n
+        self.chunks.publish(msgs.trajectory_to_msg(names, 0.1 * np.arange(len(actions)), actions, stamp))
+        return n
+
+    def command(self, n: int) -> np.ndarray:
+        wait_for(lambda: self.probe.count(FORWARD) > n, 10, f"command {n + 1}")
+        assert self.probe.count(FORWARD) == n + 1, "one command per tick"
+        return msgs.array_from_msg(self.probe.latest(FORWARD))
+
+
+def test_chunk_on_grid_resamples_other_spacings():
+    actions = np.stack([np.arange(3.0), -np.arange(3.0)], 1)
+    assert chunk_on_grid(np.array([0.0, 0.1, 0.2]), actions, 0.1) is actions
+    np.testing.assert_allclose(chunk_on_grid(np.array([0.0, 0.2, 0.4]), actions, 0.1)[:, 0], [0, 0.5, 1, 1.5, 2])
+
+
+def test_zero_residual_commands_are_the_base_chunks_actions(nodes, probe, tmp_path):
+    """The test is the arm and the base: each command is, bit for bit, the chunk action for its
+    tick (passed actions skipped, joints mapped by name); stale poses or no chunk: no command."""
+    ckpt = residual_checkpoint(tmp_path / "zero", tiny(obs_keys=KEYS), 8 + 3 + 7)
+    nodes.node("residual", NODE, {"residual_checkpoint": str(ckpt), "max_age": 1.0})
+    arm = Observations(probe)
+    rng = np.random.default_rng(SEEDS[0])
+    # 3-action chunks: each tick after a chunk's end waits for the next chunk, whatever arrives first
+    first, second, third = (np.clip(HOME_QPOS + rng.normal(0, 0.05, (3, 8)), *joint_limits()) for _ in range(3))
+    time.sleep(1.0)  # every subscription matched both ways
+    n = arm.tick(10.0, answered=False)  # no chunk yet: the tick waits for one ...
+    time.sleep(0.3)
+    assert probe.count(FORWARD) == n
+    np.testing.assert_array_equal(arm.command(arm.chunk(10.0, first, n=n)), first[0])  # ... and takes its action 0
+    np.testing.assert_array_equal(arm.tick(10.1), first[1])
+    np.testing.assert_array_equal(arm.tick(10.2), first[2])
+    arm.chunk(10.2, second)  # arrives after its observation's tick was answered: action 0 has passed
+    np.testing.assert_array_equal(arm.tick(10.3), second[1])
+    np.testing.assert_array_equal(arm.tick(10.4), second[2])
+    arm.chunk(10.5, third[:, ::-1], names=JOINT_NAMES[::-1])  # another joint order: mapped by name
+    np.testing.assert_array_equal(arm.tick(10.5), third[0])
+    arm.chunk(11.0, first)
+    n = arm.tick(11.0, answered=False, poses_stamp=9.0)  # poses older than max_age: hold
+    wait_for(lambda: "/task/object_poses is 2.00 s older" in nodes.log("residual"), 10, "the stale-poses warning")
+    time.sleep(0.3)
+    assert probe.count(FORWARD) == n
+    np.testing.assert_array_equal(arm.tick(11.1), first[1])  # fresh again
+    n = arm.tick(11.5, answered=False)  # no chunk covers it: hold
+    wait_for(lambda: "no base action came for the tick at 11.500" in nodes.log("residual"), 10, "the hold warning")
+    assert probe.count(FORWARD) == n
+
+
+def test_commands_stay_within_joint_limits_with_a_large_residual(nodes, probe, tmp_path):
+    """A saturated residual of 1 rad on base actions at and beyond the limits; a NaN base action."""
+    lo, hi = joint_limits()
+    cfg = tiny(obs_keys=KEYS, residual_scale=(1.0,) * 8)
+    ckpt = residual_checkpoint(tmp_path / "wild", cfg, 8 + 3 + 7, saturated=True)
+    nodes.node("residual", NODE, {"residual_checkpoint": str(ckpt), "max_age": 2.0, "max_step": 10.0, "gripper_max_step": 1.0})
+    arm = Observations(probe)
+    rng = np.random.default_rng(SEEDS[1])
+    base = lo - 0.3 + (hi - lo + 0.6) * rng.random((24, 8))  # inside, at and beyond the limits
+    base[:4] = [lo, hi, lo - 0.5, hi + 0.5]
+    base[10, 3] = np.nan  # refused: the last safe command is held
+    time.sleep(1.0)
+    commands = [arm.command(arm.chunk(20.0, base, n=arm.tick(20.0, answered=False)))]
+    commands += [arm.tick(20.0 + 0.1 * k) for k in range(1, len(base))]
+    commands = np.array(commands)
+    assert np.all(np.isfinite(commands))
+    assert np.all(commands >= lo) and np.all(commands <= hi)
+    np.testing.assert_array_equal(commands[10], commands[9])
+    assert "refused" in nodes.log("residual")
+    assert np.abs(commands - np.clip(base, lo, hi))[~np.isnan(base)].max() > 0.2, "the residual acts"
+
+
+@pytest.fixture(scope="module")
+def base_checkpoint(tmp_path_factory):
+    root = tmp_path_factory.mktemp("residual_base")
+    return train_tiny(root, [root / "base"], steps=(100,))[0]
+
+
+def test_learns_online_on_the_sim_and_saves_on_sigint(nodes, probe, tmp_path, base_checkpoint):
+    """sim_residual in lock-step (sim + diffusion base without commands + residual learning), a few
+    short episodes through /sim/reset; SIGINT writes the checkpoint and the buffer."""
+    from robot_rl.sim.env import ArmEnv
+
+    keys = ("joint_pos", "joint_vel", "ee_pos", "object_poses")
+    env = ArmEnv("reach")
+    obs_dim = len(state_vector(env.reset(seed=0)[0], keys))
+    env.close()
+    ckpt = residual_checkpoint(tmp_path / "start", tiny(obs_keys=keys, warmup_steps=1000), obs_dim)
+    out = tmp_path / "online"
+    probe.subscribe(Float64MultiArray, FORWARD)
+    nodes.node("sim", SIM, {"task": "reach", "mode": "lockstep", "lockstep_timeout": 0.5})
+    nodes.node("policy", POLICY, {"checkpoint": str(base_checkpoint), "publish_commands": False,
+                                  "request_lead": 1, "use_sim_time": True})
+    nodes.node("residual", NODE, {"residual_checkpoint": str(ckpt), "learn": True, "out_dir": str(out), "use_sim_time": True,
+                                  "warmup_steps": 10, "batch_size": 16, "critic_warmup_updates": 5,
+                                  "exploration_noise": 0.1, "checkpoint_every": 20})
+    for episode in range(3):
+        n = probe.count(FORWARD)
+        wait_for(lambda: probe.count(FORWARD) >= n + 15, 40, f"15 commands in episode {episode}")
+        assert probe.call(Trigger, "/sim/reset").success
+    wait_for(lambda: "updates, " in nodes.log("residual"), 20, "a periodic checkpoint")
+    assert nodes.stop("residual") == 0
+    log = nodes.log("residual")
+    assert log.count("reset: episode starting") >= 3, log
+
+    saved = json.loads((out / "checkpoint" / "config.json").read_text())
+    assert saved["updates"] >= 20 and saved["batch_size"] == 16 and saved["warmup_steps"] == 10
+    assert saved["exploration_noise"] == 0.1
+    ResidualPolicy.from_checkpoint(out / "checkpoint")
+    buf = ReplayBuffer(saved["buffer_size"], obs_dim, 8)
+    buf.load(out / "replay.npz")
+    assert buf.size == saved["env_steps"] >= 30
+    lo, hi = joint_limits()
+    assert np.all(buf.data["action"][: buf.size] >= lo - 1e-6) and np.all(buf.data["action"][: buf.size] <= hi + 1e-6)
