@@ -45,9 +45,9 @@ def main() -> None:
     policy.reset(seed=0)
     hist = history_for(dcfg)
     obs = {k: v[-1] for k, v in hist.items()}
-    vcfg = ValueConfig(obs_keys=dcfg.obs_keys, chunk=dcfg.action_horizon)
+    vcfg = ValueConfig(obs_keys=dcfg.obs_keys, chunk=dcfg.action_horizon, num_objects=len(obs["object_poses"]))
     obs_dim = sum(int(np.prod(dcfg.obs_shapes[k])) for k in dcfg.obs_keys)
-    value = ValueFunction(ChunkCritic(obs_dim, vcfg), ValueNormalizer(-np.ones(obs_dim), np.ones(obs_dim)), vcfg)
+    value = ValueFunction(ChunkCritic(obs_dim, vcfg), ValueNormalizer(-np.ones(obs_dim), np.ones(obs_dim), task_offsets=vcfg.offset_objects), vcfg)
 
     base = np.median(timed(lambda: policy.predict_chunk(hist), args.repeats))
     print(f"unsteered decision (predict_chunk): p50 {base:.1f} ms", file=sys.stderr)

@@ -6,10 +6,21 @@
    as a rosbag2 MCAP bag and committed episode by episode to a training dataset;
 3. a low-dim diffusion policy trained on that dataset for a few minutes on the CPU;
 4. sim + diffusion_policy node (`robot-rl bringup sim_diffusion`, lock-step): the trained policy
-   drives the arm over DDS; its success rate, next to the library rollout on the same seeds.
+   drives the arm over DDS; its success rate, next to the library rollout on the same seeds;
+5. V-GPS: mixed-quality episodes of the task (`robot-rl collect --quality expert=0.3,poor=0.7`), an
+   IQL critic trained on them (`robot-rl train value --algo iql`), then sim + diffusion_policy
+   (N candidate chunks per observation) + value_steering (`robot-rl bringup sim_steering`,
+   lock-step): the critic picks the chunk the arm executes, on stage 4's seeds;
+6. ResFiT: a residual policy learned by off-policy RL on top of the stage-3 policy in the library
+   sim (`robot-rl train residual`, stage 2's demos relabelled by the base), then sim +
+   diffusion_policy (base chunks, no commands) + residual_policy (base + correction, commands)
+   (`robot-rl bringup sim_residual`, lock-step) on stage 4's seeds.
 
-Each stage prints what it does as it goes, and the demo ends with one summary table and one
-JSON line. Everything lands under --out-dir (runs/demo).
+Each stage prints what it does as it goes, and the demo ends with one summary table, one line per
+comparison (base vs steered, base vs base + residual: success rates on the same seeds) and one
+JSON line. Stages 5 and 6 compare with stage 4's run through ROS; without stage 4 in the same
+invocation they run the base through sim_diffusion on those seeds first. Everything lands under
+--out-dir (runs/demo).
 """
 from __future__ import annotations
 
@@ -17,13 +28,17 @@ import argparse
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 TASKS = ("reach", "push", "lift")
+STAGES = (1, 2, 3, 4, 5, 6)
+MIXTURE = "expert=0.3,poor=0.7"  # stage 5: the mixed-quality data an offline critic needs
 
 
 def parse_args(argv=None):
@@ -34,7 +49,13 @@ def parse_args(argv=None):
     p.add_argument("--num-demos", type=int, default=150, help="demonstrations recorded in stage 2")
     p.add_argument("--train-steps", type=int, default=5000, help="gradient steps of the diffusion policy")
     p.add_argument("--eval-episodes", type=int, default=20, help="policy episodes through ROS (and in-library)")
-    p.add_argument("--stages", nargs="+", type=int, default=[1, 2, 3, 4], choices=[1, 2, 3, 4])
+    p.add_argument("--mixed-episodes", type=int, default=100,
+                   help=f"stage 5: mixed-quality episodes ({MIXTURE}) the critic is trained on")
+    p.add_argument("--value-steps", type=int, default=2000, help="stage 5: gradient steps of the IQL critic")
+    p.add_argument("--num-samples", type=int, default=16, help="stage 5: candidate chunks the critic chooses from")
+    p.add_argument("--residual-steps", type=int, default=3000,
+                   help="stage 6: env steps of residual RL (the first 2000 are the base plus small noise)")
+    p.add_argument("--stages", nargs="+", type=int, default=list(STAGES), choices=STAGES)
     p.add_argument("--out-dir", default="runs/demo")
     p.add_argument("--seed", type=int, default=1000, help="first episode seed (then +1 per episode)")
     p.add_argument("--image-size", type=int, nargs=2, default=(320, 240), metavar=("W", "H"))
@@ -65,15 +86,36 @@ def stop_graph(proc: subprocess.Popen) -> None:
 
 
 def run_graph_episodes(graph: str, params: dict, runner_config) -> dict:
+    """Start `graph`, run the episodes against it, stop it. When the graph exits first (bringup
+    stops as soon as one of its nodes exits, e.g. on a bad checkpoint path), fail at once rather
+    than after the runner's service_timeout."""
+    import _thread
+
+    from robot_rl.errors import RobotRLError
     from robot_rl.ros.episode_runner_node import run_episodes
 
     proc = start_graph(graph, params)
+    finished = threading.Event()
+
+    def watch() -> None:  # the runner blocks in rclpy waits: interrupt it when the graph dies
+        while not finished.wait(0.5):
+            if proc.poll() is not None:
+                _thread.interrupt_main()  # a KeyboardInterrupt in the main thread
+                return
+
+    threading.Thread(target=watch, name=f"watch {graph}", daemon=True).start()
     try:
         t0 = time.monotonic()
         summary = run_episodes(runner_config, log=say)
         summary["wall_s"] = round(time.monotonic() - t0, 1)
         return summary
+    except KeyboardInterrupt:
+        if proc.poll() is None:
+            raise  # a real Ctrl-C
+        raise RobotRLError(f"graph {graph} exited with code {proc.returncode} before its episodes finished "
+                           "(a node failed to start?); its nodes' errors are above") from None
     finally:
+        finished.set()
         stop_graph(proc)
 
 
@@ -90,8 +132,26 @@ def main(argv=None) -> int:
 
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    dataset, ckpt = out / f"{args.demo_task}_demos", out / f"{args.demo_task}_diffusion"
+    demo_task, max_steps = args.demo_task, SPECS[args.demo_task].max_steps
+    dataset, ckpt = out / f"{demo_task}_demos", out / f"{demo_task}_diffusion"
+    mixed, value_dir = out / f"{demo_task}_mixed", out / f"{demo_task}_value"
+    residual_dir = out / f"{demo_task}_residual"
+    seeds = range(args.seed + 50_000, args.seed + 50_000 + args.eval_episodes)  # stages 4-6: the same episodes
     results: dict = {}
+
+    def cli(*words) -> float:
+        """`robot-rl WORDS...` in a subprocess; its wall time (s)."""
+        t0 = time.monotonic()
+        subprocess.run([sys.executable, "-m", "robot_rl.cli", *map(str, words)], check=True)
+        return round(time.monotonic() - t0, 1)
+
+    def run_policy_graph(graph: str, params: dict) -> dict:
+        """`graph` in lock-step on the evaluation seeds; the node that drives the arm resets on /sim/episode_start."""
+        return run_graph_episodes(
+            graph, {"task": demo_task, "mode": "lockstep", "seed": seeds[0], **params},
+            EpisodeRunnerConfig(task=demo_task, num_episodes=args.eval_episodes, max_steps=max_steps,
+                                service_timeout=60.0, reset_services=("/sim/reset",)))
+
     rclpy.init()
     t_start = time.monotonic()
     try:
@@ -129,16 +189,51 @@ def main(argv=None) -> int:
             from robot_rl.policies.diffusion.model import DiffusionPolicy
             from robot_rl.sim.rollout import evaluate
 
-            seeds = range(args.seed + 50_000, args.seed + 50_000 + args.eval_episodes)
-            results["policy_library"] = evaluate(args.demo_task, DiffusionPolicy.from_checkpoint(best), seeds)
+            results["policy_library"] = evaluate(demo_task, DiffusionPolicy.from_checkpoint(best), seeds)
             say(f"library rollout: success {results['policy_library']['success_rate']:.2f}")
-            results["policy_ros"] = run_graph_episodes(
-                "sim_diffusion",
-                {"task": args.demo_task, "mode": "lockstep", "seed": seeds[0], "checkpoint": best,
-                 "diffusion_policy.request_lead": 0},
-                EpisodeRunnerConfig(task=args.demo_task, num_episodes=args.eval_episodes,
-                                    max_steps=SPECS[args.demo_task].max_steps, service_timeout=60.0,
-                                    reset_services=("/sim/reset",)))  # the node resets on /sim/episode_start
+            results["policy_ros"] = run_policy_graph("sim_diffusion",
+                                                     {"checkpoint": best, "diffusion_policy.request_lead": 0})
+        if (5 in args.stages or 6 in args.stages) and "policy_ros" not in results:
+            best = _checkpoint_in(ckpt)
+            say(f"the base for stages 5-6: stage 4 is not in this run, so {best} through sim_diffusion "
+                "on its seeds first")
+            results["policy_ros"] = run_policy_graph("sim_diffusion",
+                                                     {"checkpoint": best, "diffusion_policy.request_lead": 0})
+        if 5 in args.stages:
+            best = _checkpoint_in(ckpt)
+            say(f"stage 5 (V-GPS): {args.mixed_episodes} mixed-quality {demo_task} episodes ({MIXTURE}) from the "
+                f"scripted experts -> {mixed}")
+            shutil.rmtree(mixed, ignore_errors=True)  # collect appends: start from an empty dataset
+            wall = cli("collect", "--task", demo_task, "--out", mixed, "--num-episodes", args.mixed_episodes,
+                       "--quality", MIXTURE, "--seed", args.seed + 20_000)
+            from robot_rl.data.dataset import EpisodeDataset
+
+            labels = EpisodeDataset.open(mixed).success
+            results["mixed_data"] = {"episodes": len(labels), "successes": int(sum(labels)),
+                                     "success_rate": float(sum(labels)) / max(len(labels), 1), "wall_s": wall}
+            say(f"an IQL critic on {mixed} for {args.value_steps} steps -> {value_dir / 'checkpoint'}")
+            results["critic_training"] = {"wall_s": cli(
+                "train", "value", "--dataset", mixed, "--algo", "iql", "--out", value_dir,
+                "--num-steps", args.value_steps, "--eval-every", args.value_steps)}
+            say(f"sim + diffusion_policy ({args.num_samples} candidate chunks per observation on /policy/candidates) "
+                f"+ value_steering (the critic picks the chunk the arm executes), stage 4's seeds")
+            results["steered_ros"] = run_policy_graph(
+                "sim_steering", {"checkpoint": best, "num_samples": args.num_samples,
+                                 "value_checkpoint": (value_dir / "checkpoint").resolve()})
+        if 6 in args.stages:
+            best = _checkpoint_in(ckpt)
+            say(f"stage 6 (ResFiT): residual RL on top of {best} in the library sim for {args.residual_steps} env "
+                f"steps, {dataset}'s demos relabelled by the base -> {residual_dir / 'checkpoint'}")
+            results["residual_training"] = {"wall_s": cli(
+                "train", "residual", "--base", best, "--task", demo_task, "--demos", dataset, "--out", residual_dir,
+                "--total-env-steps", args.residual_steps, "--eval-every", args.residual_steps,
+                "--eval-episodes", args.eval_episodes, "--seed", args.seed + 30_000)}
+            say("sim + diffusion_policy (base chunks on /policy/action_chunk, no commands) + residual_policy "
+                "(base + correction on the arm's commands, not learning), stage 4's seeds")
+            results["residual_ros"] = run_policy_graph(
+                "sim_residual", {"checkpoint": best, "num_samples": 1, "publish_commands": "false",
+                                 "diffusion_policy.request_lead": 0, "learn": "false",
+                                 "residual_checkpoint": (residual_dir / "checkpoint").resolve()})
     except (RobotRLError, subprocess.CalledProcessError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -159,9 +254,16 @@ def _checkpoint_in(folder: Path) -> Path:
 def _summary(results: dict, out: Path, wall: float) -> None:
     print("\nstage / what                          success   episodes   wall s")
     for key, r in results.items():
-        print(f"{key:<38} {r.get('success_rate', float('nan')):>7.2f}   {r.get('episodes', '-'):>8}   "
-              f"{r.get('wall_s', '-')}")
+        success = f"{r['success_rate']:.2f}" if "success_rate" in r else "-"
+        print(f"{key:<38} {success:>7}   {r.get('episodes', '-'):>8}   {r.get('wall_s', '-')}")
     print(f"videos: {', '.join(str(p) for p in sorted(out.glob('*.mp4')))}; total {wall / 60:.1f} min")
+    base = results.get("policy_ros")
+    for key, what in (("steered_ros", "base vs steered (V-GPS)"), ("residual_ros", "base vs base + residual (ResFiT)")):
+        if base is not None and key in results:
+            r = results[key]
+            print(f"{what + ':':<34} success {base['success_rate']:.2f} -> {r['success_rate']:.2f} "
+                  f"({base['successes']}/{base['episodes']} -> {r['successes']}/{r['episodes']} episodes, "
+                  f"same seeds, {r['task']} over ROS 2)")
     print(json.dumps({"demo": "robot_rl", "wall_s": round(wall, 1),
                       **{f"{k}_success_rate": r["success_rate"] for k, r in results.items() if "success_rate" in r}}))
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from geometry_msgs.msg import PoseArray
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Float64MultiArray
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from std_msgs.msg import Float64MultiArray, Header
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
@@ -103,6 +104,34 @@ def test_zero_residual_commands_are_the_base_chunks_actions(nodes, probe, tmp_pa
     n = arm.tick(11.5, answered=False)  # no chunk covers it: hold
     wait_for(lambda: "no base action came for the tick at 11.500" in nodes.log("residual"), 10, "the hold warning")
     assert probe.count(FORWARD) == n
+
+
+def test_a_new_episodes_chunk_before_its_first_joint_states_drives_that_tick(nodes, probe, tmp_path):
+    """A fast base answers the new episode's first observation before the node has seen it:
+    /sim/episode_start, then the base's chunk stamped with that observation, then its
+    /joint_states. The chunk is the new episode's, so the first tick takes its action 0 at once
+    (no chunk dropped by the episode reset, no hold until the next chunk)."""
+    ckpt = residual_checkpoint(tmp_path / "zero", tiny(obs_keys=KEYS), 8 + 3 + 7)
+    nodes.node("residual", NODE, {"residual_checkpoint": str(ckpt), "max_age": 2.0})
+    arm = Observations(probe)
+    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    episode = probe.node.create_publisher(Header, "/sim/episode_start", latched)
+    wait_for(lambda: episode.get_subscription_count() > 0, 15, "a subscriber on /sim/episode_start")
+    rng = np.random.default_rng(SEEDS[0])
+    old, new = (np.clip(HOME_QPOS + rng.normal(0, 0.05, (3, 8)), *joint_limits()) for _ in range(2))
+    time.sleep(1.0)  # every subscription matched both ways
+    np.testing.assert_array_equal(arm.command(arm.chunk(30.0, old, n=arm.tick(30.0, answered=False))), old[0])
+    np.testing.assert_array_equal(arm.tick(30.1), old[1])  # the old episode, mid-chunk
+
+    episode.publish(msgs.header(31.0))
+    time.sleep(0.3)
+    n = arm.chunk(31.0, new)  # the base's chunk for the new episode's first observation ...
+    time.sleep(0.3)
+    np.testing.assert_array_equal(arm.tick(31.0), new[0])  # ... drives the tick when it comes
+    np.testing.assert_array_equal(arm.tick(31.1), new[1])
+    log = nodes.log("residual")
+    assert probe.count(FORWARD) == n + 2 and "reset: episode starting at 31.000" in log, log
+    assert "holding" not in log, log
 
 
 def test_commands_stay_within_joint_limits_with_a_large_residual(nodes, probe, tmp_path):

@@ -42,7 +42,7 @@ def _toy_data(seed: int, episodes: int = 24, length: int = 8, chunk: int = 2):
 
 @pytest.mark.parametrize("algo", ["calql", "iql"])
 def test_dataset_actions_score_above_random_actions(algo):
-    cfg = ValueConfig(algo=algo, chunk=2, hidden=64, batch_size=64, num_steps=0, gamma=0.9, lr=1e-3)
+    cfg = ValueConfig(algo=algo, chunk=2, hidden=64, batch_size=64, num_steps=0, gamma=0.9, lr=1e-3, task_space=False)
     data = _toy_data(SEEDS[0])
     torch.manual_seed(SEEDS[1])
     learner = ValueLearner(3, cfg, ValueNormalizer(-np.ones(3), np.ones(3)), seed=SEEDS[1])
@@ -61,10 +61,10 @@ def test_dataset_actions_score_above_random_actions(algo):
 
 
 def test_value_function_scores_a_batch_and_round_trips(tmp_path):
-    cfg = ValueConfig(chunk=2, hidden=32, obs_keys=("joint_pos",))
-    learner = ValueLearner(8, cfg, ValueNormalizer(-np.ones(8) * 3, np.ones(8) * 3))
+    cfg = ValueConfig(chunk=2, hidden=32, obs_keys=("joint_pos",))  # task_space: offsets to one object
+    learner = ValueLearner(8, cfg, ValueNormalizer(-np.ones(8) * 3, np.ones(8) * 3, task_offsets=cfg.offset_objects))
     vf = ValueFunction(learner.critic, learner.norm, cfg)
-    obs = {"joint_pos": HOME_QPOS.astype(np.float32)}
+    obs = {"joint_pos": HOME_QPOS.astype(np.float32), "object_poses": np.array([[0.5, 0, 0.05, 1, 0, 0, 0]], np.float32)}
     chunks = np.tile(HOME_QPOS, (5, 4, 1)).astype(np.float32)
     chunks[:, :, 0] += np.linspace(-0.5, 0.5, 5)[:, None]
     scores = vf.score(obs, chunks)

@@ -38,7 +38,7 @@ def _value_checkpoint(path, poison: bool = False):
     if poison:  # a critic that returns NaN for everything
         with torch.no_grad():
             critic.ensemble.net[-1].bias.fill_(float("nan"))
-    vf = ValueFunction(critic, ValueNormalizer(-np.ones(18) * 3, np.ones(18) * 3), cfg)
+    vf = ValueFunction(critic, ValueNormalizer(-np.ones(18) * 3, np.ones(18) * 3, task_offsets=cfg.offset_objects), cfg)
     return vf, vf.save(path)
 
 

@@ -28,7 +28,7 @@ def step_rewards(success: np.ndarray, scheme: str) -> tuple[np.ndarray, int | No
 
 def chunk_transitions(episodes, chunk: int, gamma: float, scheme: str = "success") -> dict[str, np.ndarray]:
     """`episodes`: iterable of (state (T, D), action (T, A), success (T,)) -> stacked transitions."""
-    out = {k: [] for k in ("obs", "chunk", "reward", "next_obs", "discount", "mc_return", "episode")}
+    out = {k: [] for k in ("obs", "chunk", "reward", "next_obs", "discount", "mc_return", "episode", "step")}
     for e, (state, action, success) in enumerate(episodes):
         rewards, end = step_rewards(np.asarray(success, bool), scheme)
         length = len(rewards)  # steps after a success are not part of the task
@@ -48,4 +48,5 @@ def chunk_transitions(episodes, chunk: int, gamma: float, scheme: str = "success
             out["discount"].append(0.0 if terminal or t + chunk > length - 1 else gamma ** chunk)
             out["mc_return"].append(mc[t])
             out["episode"].append(e)
-    return {k: np.asarray(v, np.float32 if k != "episode" else np.int64) for k, v in out.items()}
+            out["step"].append(t)
+    return {k: np.asarray(v, np.int64 if k in ("episode", "step") else np.float32) for k, v in out.items()}

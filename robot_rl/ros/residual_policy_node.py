@@ -258,6 +258,8 @@ class ResidualPolicyNode(Node):
         stamp = msgs.from_time(msg.header.stamp)
         if self._episode.before(stamp):
             return  # computed in the previous episode
+        if self._episode.begins(stamp):  # the base answered the episode's first observation before we saw it
+            self._reset(f"episode starting at {self._episode.start:.3f} (base chunk first)")
         delivery = self.chunks.deliver(stamp, actions, self.chunks.generation)
         if delivery.action is not None and self._waiting is not None:
             waiting, self._waiting = self._waiting, None

@@ -71,7 +71,10 @@ class Learner:
         raw_next = (self.actor_target.raw(b["next_obs"], b["next_base"]) + noise).clamp(-1, 1)
         next_action = self.actor_target.compose(b["next_base"], raw_next)
         q_next = self.q_values(self.critic_target, b["next_obs"], b["next_base"], next_action)
-        return b["reward"] + b["discount"] * torch.minimum(q_next[pair[0]], q_next[pair[1]])
+        target = b["reward"] + b["discount"] * torch.minimum(q_next[pair[0]], q_next[pair[1]])
+        # A sparse 0/1 reward bounds every return to [v_min, v_max]: a target outside is bootstrap
+        # error, and letting it through feeds the overestimation the actor then exploits.
+        return target.clamp(cfg.v_min, cfg.v_max)
 
     def update(self, train_actor: bool) -> None:
         cfg = self.cfg
@@ -165,7 +168,8 @@ def train(tc: ResidualTrainConfig, make_base, demos=None, progress: bool = True)
         learner.actor.train()
         rows.append({"env_steps": step, "wall_s": round(time.perf_counter() - start, 1),
                      "success": result["success_rate"], "updates": learner.updates, **learner.stats})
-        bar.write(f"step {step}: success {result['success_rate']:.2f} ({tc.eval_episodes} episodes)")
+        bar.write(f"{out.name} step {step}: success {result['success_rate']:.2f} ({tc.eval_episodes} episodes, "
+                  f"{rows[-1]['wall_s']:.0f} s)")
 
     bar = tqdm(range(1, tc.total_env_steps + 1), desc=f"residual {tc.task}", disable=not progress)
     run_eval(0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import dataclasses
 import json
 import math
 import time
@@ -25,7 +26,7 @@ from robot_rl.data.chunks import chunk_transitions
 from robot_rl.policies.ensemble import CriticEnsemble
 from robot_rl.policies.features import state_vector
 from robot_rl.policies.value.config import ValueConfig
-from robot_rl.policies.value.model import ChunkActor, ChunkCritic, ValueFunction, ValueNormalizer
+from robot_rl.policies.value.model import ChunkActor, ChunkCritic, ValueFunction, ValueNormalizer, chunk_features
 
 
 @dataclass
@@ -137,19 +138,25 @@ class ValueLearner:
 
 
 def load_transitions(dataset, cfg: ValueConfig, episodes) -> dict[str, torch.Tensor]:
-    eps = []
+    """Chunk transitions of `episodes`, each chunk as the critic's features (`chunk_features`)."""
+    eps, objects = [], []
+    keys = list(dict.fromkeys([*cfg.obs_keys, "object_poses", "action", "success"]))
     for i in episodes:
-        ep = dataset.load_episode(int(i), keys=list(cfg.obs_keys) + ["action", "success"])
+        ep = dataset.load_episode(int(i), keys=keys)
         states = np.stack([state_vector({k: ep[k][t] for k in cfg.obs_keys}, cfg.obs_keys) for t in range(len(ep["action"]))])
         eps.append((states, ep["action"], ep["success"]))
+        objects.append(ep["object_poses"])
     data = chunk_transitions(eps, cfg.chunk, cfg.gamma, cfg.reward)
+    poses = np.stack([objects[e][t] for e, t in zip(data.pop("episode"), data.pop("step"))])
+    data["chunk"] = chunk_features(data["chunk"], poses, cfg)
     return {k: torch.from_numpy(v) for k, v in data.items()}
 
 
 def train_value(tc: ValueTrainConfig, dataset, progress: bool = True) -> Path:
     """Train on all but a held-out fraction of episodes; write checkpoint, curves and summary."""
     torch.set_num_threads(tc.torch_threads)
-    cfg, out = tc.algo, Path(tc.out)
+    cfg = dataclasses.replace(tc.algo, num_objects=int(dataset.keys["object_poses"]["shape"][0]))
+    out = Path(tc.out)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(tc.seed)
     order = rng.permutation(dataset.num_episodes)
@@ -157,7 +164,7 @@ def train_value(tc: ValueTrainConfig, dataset, progress: bool = True) -> Path:
     train_eps, val_eps = order[n_val:], order[:n_val]
     train = load_transitions(dataset, cfg, train_eps)
     val = load_transitions(dataset, cfg, val_eps) if n_val else train
-    norm = ValueNormalizer(train["obs"].min(0).values, train["obs"].max(0).values)
+    norm = ValueNormalizer(train["obs"].min(0).values, train["obs"].max(0).values, task_offsets=cfg.offset_objects)
     learner = ValueLearner(train["obs"].shape[1], cfg, norm, tc.seed)
     rows, start = [], time.perf_counter()
     bar = tqdm(range(1, cfg.num_steps + 1), desc=f"value {cfg.algo}", disable=not progress)

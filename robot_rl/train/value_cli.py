@@ -16,10 +16,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chunk", type=int, default=d.chunk, help="actions per scored chunk (1 = single actions)")
     parser.add_argument("--reward", choices=["success", "step_penalty"], default=d.reward)
     parser.add_argument("--num-critics", type=int, default=d.num_critics)
+    parser.add_argument("--hidden", type=int, default=d.hidden)
+    parser.add_argument("--batch-size", type=int, default=d.batch_size)
     parser.add_argument("--cql-alpha", type=float, default=d.cql_alpha)
+    parser.add_argument("--cql-num-actions", type=int, default=d.cql_num_actions)
     parser.add_argument("--iql-expectile", type=float, default=d.iql_expectile)
     parser.add_argument("--awr-temperature", type=float, default=d.awr_temperature)
     parser.add_argument("--hl-gauss", action="store_true")
+    parser.add_argument("--no-task-space", dest="task_space", action="store_false",
+                        help="score joint targets only, without their TCP positions")
     parser.add_argument("--eval-every", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
 
@@ -28,8 +33,9 @@ def run(args: argparse.Namespace) -> int:
     from robot_rl.data.dataset import EpisodeDataset
 
     algo = ValueConfig(algo=args.algo, num_steps=args.num_steps, chunk=args.chunk, reward=args.reward,
-                       num_critics=args.num_critics, cql_alpha=args.cql_alpha, iql_expectile=args.iql_expectile,
-                       awr_temperature=args.awr_temperature, hl_gauss=args.hl_gauss)
+                       num_critics=args.num_critics, hidden=args.hidden, batch_size=args.batch_size,
+                       cql_alpha=args.cql_alpha, cql_num_actions=args.cql_num_actions, iql_expectile=args.iql_expectile,
+                       awr_temperature=args.awr_temperature, hl_gauss=args.hl_gauss, task_space=args.task_space)
     tc = ValueTrainConfig(dataset=args.dataset, out=args.out, eval_every=args.eval_every, seed=args.seed, algo=algo)
     train_value(tc, EpisodeDataset.open(args.dataset))
     return 0

@@ -12,6 +12,8 @@ class ValueConfig:
     obs_keys: tuple[str, ...] = ("joint_pos", "ee_pos", "object_poses")
     chunk: int = 8                          # actions per scored chunk; 1 scores single actions
     action_dim: int = 8
+    task_space: bool = True                 # also score each target's TCP offset to the objects (value/task_space.py)
+    num_objects: int = 1                    # object poses in the observation (set from the data)
     gamma: float = 0.99                     # per control step; a chunk discounts gamma**chunk
     reward: str = "success"                 # "success": 1 on the success step | "step_penalty": -1 until success
     num_critics: int = 2                    # twin critics; more makes an ensemble
@@ -46,8 +48,18 @@ class ValueConfig:
             raise ConfigError("iql_expectile must be in [0.5, 1)")
 
     @property
+    def feature_dim(self) -> int:
+        """Per-action critic input: the joint targets, plus their TCP offsets with task_space."""
+        return self.action_dim + (3 * self.num_objects if self.task_space else 0)
+
+    @property
+    def offset_objects(self) -> int:
+        """Objects whose TCP offsets the critic sees (0 without task_space)."""
+        return self.num_objects if self.task_space else 0
+
+    @property
     def chunk_dim(self) -> int:
-        return self.chunk * self.action_dim
+        return self.chunk * self.feature_dim
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -19,15 +19,20 @@ from robot_rl.policies.ensemble import CriticEnsemble
 from robot_rl.policies.hlgauss import HLGauss
 from robot_rl.policies.features import state_vector
 from robot_rl.policies.value.config import ValueConfig
+from robot_rl.policies.value.task_space import OFFSET_RANGE, with_offsets
 from robot_rl.sim.arm import joint_limits
 
 
 class ValueNormalizer(nn.Module):
-    """Observation to [-1, 1] from dataset min/max; actions to [-1, 1] from joint limits."""
+    """Observation to [-1, 1] from dataset min/max; actions to [-1, 1] from joint limits (and,
+    for `task_offsets` objects, the TCP offsets from +-OFFSET_RANGE)."""
 
-    def __init__(self, obs_min, obs_max, act_low=None, act_high=None):
+    def __init__(self, obs_min, obs_max, act_low=None, act_high=None, task_offsets: int = 0):
         super().__init__()
         low, high = joint_limits()
+        if task_offsets:
+            span = np.full(3 * task_offsets, OFFSET_RANGE, np.float32)
+            low, high = np.concatenate([low, -span]), np.concatenate([high, span])
         self.register_buffer("obs_min", torch.as_tensor(obs_min, dtype=torch.float32))
         self.register_buffer("obs_max", torch.as_tensor(obs_max, dtype=torch.float32))
         self.register_buffer("act_low", torch.as_tensor(low if act_low is None else act_low, dtype=torch.float32))
@@ -38,7 +43,7 @@ class ValueNormalizer(nn.Module):
         return 2 * (x - self.obs_min) / span - 1
 
     def chunk(self, a):
-        """(B, H, A) joint targets -> (B, H*A) in [-1, 1]."""
+        """(B, H, F) chunk features (`chunk_features`) -> (B, H*F) in [-1, 1]."""
         return (2 * (a - self.act_low) / (self.act_high - self.act_low) - 1).flatten(1)
 
     def unchunk(self, z, horizon: int):
@@ -100,6 +105,13 @@ class ChunkActor(nn.Module):
         return (self.dist(obs_n).log_prob(u) - torch.log1p(-a.pow(2) + 1e-6)).sum(-1)
 
 
+def chunk_features(chunks, object_poses, cfg: ValueConfig) -> np.ndarray:
+    """(N, >=H, A) joint-target chunks and their (N, K, 7) object poses -> (N, H, F) critic
+    inputs (TCP offsets to the objects appended with task_space)."""
+    chunks = np.asarray(chunks, np.float32)[:, : cfg.chunk]
+    return with_offsets(chunks, object_poses) if cfg.task_space else chunks
+
+
 class ValueFunction:
     """A trained critic with its normaliser: scores candidate chunks for an observation."""
 
@@ -109,7 +121,8 @@ class ValueFunction:
     @torch.inference_mode()
     def score(self, obs: dict, chunks) -> np.ndarray:
         """(N, >=H, A) candidate chunks -> (N,) values (min over the ensemble: conservative)."""
-        chunks = torch.as_tensor(np.asarray(chunks, np.float32))[:, : self.cfg.chunk]
+        objects = np.broadcast_to(obs["object_poses"], (len(chunks), *np.shape(obs["object_poses"])))
+        chunks = torch.from_numpy(chunk_features(chunks, objects, self.cfg))
         o = torch.from_numpy(state_vector(obs, self.cfg.obs_keys)).unsqueeze(0)
         o = self.norm.obs(o).expand(len(chunks), -1)
         return self.critic(o, self.norm.chunk(chunks)).min(0).values.numpy()
@@ -135,6 +148,7 @@ class ValueFunction:
             raise DataError(f"{e.filename}: missing from value checkpoint {path}") from e
         except (ValueError, KeyError, OSError) as e:
             raise DataError(f"{path}: not a readable value checkpoint ({e})") from e
+        raw.setdefault("task_space", False)  # checkpoints from before TCP-offset features scored joints only
         cfg = ValueConfig(**{k: v for k, v in raw.items() if k in ValueConfig.__dataclass_fields__})
         norm = ValueNormalizer(nj["obs_min"], nj["obs_max"], nj["act_low"], nj["act_high"])
         critic = ChunkCritic(len(norm.obs_min), cfg)
