@@ -14,3 +14,12 @@ def test_ik_reaches_a_downward_pose_on_the_table():
     assert np.linalg.norm(pos - target) < 2e-3
     assert np.abs(rot - down_orientation(0.3)).max() < 1e-2
     assert np.all(q >= kin.lower) and np.all(q <= kin.upper)
+
+
+def test_tcp_pose_is_fk_with_a_unit_quaternion():
+    kin = ArmKinematics()
+    pos, quat = kin.tcp_pose(HOME_QPOS[:7])
+    fk_pos, _ = kin.fk(HOME_QPOS[:7])
+    np.testing.assert_array_equal(pos, fk_pos)
+    assert abs(np.linalg.norm(quat) - 1.0) < 1e-9
+    assert abs(abs(quat[1]) - 1.0) < 1e-3  # home points down: a half turn about x

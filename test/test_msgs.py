@@ -35,6 +35,18 @@ def test_reorder_by_name():
         msgs.reorder(["a"], [1.0], ["a", "z"])
 
 
+def test_joints_from_msg_orders_by_name():
+    m = msgs.joint_state_to_msg(["b", "a", "c"], [2.0, 1.0, 3.0], [20.0, 10.0, 30.0], stamp=0.5)
+    stamp, q, v = msgs.joints_from_msg(m, ["a", "b"])
+    assert stamp == 0.5
+    np.testing.assert_array_equal(q, [1.0, 2.0])
+    np.testing.assert_array_equal(v, [10.0, 20.0])
+    _, q, v = msgs.joints_from_msg(msgs.joint_state_to_msg(["b", "a"], [2.0, 1.0]), ["a", "b"])
+    np.testing.assert_array_equal(v, [0.0, 0.0])  # no velocities in the message
+    with pytest.raises(DataError):
+        msgs.joints_from_msg(m, ["a", "z"])
+
+
 def test_float64_array_round_trip():
     x = RNG.normal(size=8)
     np.testing.assert_array_equal(msgs.array_from_msg(msgs.array_to_msg(x)), x)

@@ -28,7 +28,7 @@ from ros_helpers import wait_for
 
 NODE = "robot_rl.ros.value_steering_node"
 TRAJECTORY = "/joint_trajectory_controller/joint_trajectory"
-SEEDS = [3]
+SEEDS = [6]  # a random critic whose argmax is not candidate 0 (the fallback)
 
 
 def _value_checkpoint(path, poison: bool = False):

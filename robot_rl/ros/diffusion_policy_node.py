@@ -72,7 +72,6 @@ from geometry_msgs.msg import PoseArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import JumpThreshold
 from rclpy.duration import Duration
-from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState, PointCloud2
@@ -83,7 +82,9 @@ from trajectory_msgs.msg import JointTrajectory
 from robot_rl.errors import ConfigError, DataError, RobotRLError
 from robot_rl.policies.chunk_executor import ChunkExecutor
 from robot_rl.ros import msgs
+from robot_rl.ros.base_node import BaseNode
 from robot_rl.ros.candidates import candidates_to_msg
+from robot_rl.ros.control_ticks import ControlTicks
 from robot_rl.ros.episode_start import EpisodeStart
 from robot_rl.ros.params import config_fields, declare_config
 from robot_rl.ros.spin import run_node
@@ -193,7 +194,7 @@ class _Job:
     created: float = field(default_factory=time.perf_counter)  # for the hand-over time
 
 
-class DiffusionPolicyNode(Node):
+class DiffusionPolicyNode(BaseNode):
     def __init__(self, **kwargs):
         super().__init__("diffusion_policy", **kwargs)
         self.config = c = declare_config(self, DiffusionPolicyConfig)
@@ -219,12 +220,10 @@ class DiffusionPolicyNode(Node):
         self._latest: dict[str, tuple[float, float, np.ndarray]] = {}  # topic -> (stamp, receive, value)
         self._subs: dict[str, object] = {}
         self._last_joint_stamp: float | None = None
-        self._ticked: float | None = None  # stamp of the last tick taken
-        self._next_due: float | None = None
+        self._ticks = ControlTicks(c.control_dt)
         self._last_obs: tuple[float, float, dict] | None = None  # latest tick: (stamp, receive, history)
         self._guard_needs_reference = True
         self._stale = False
-        self._warned: set[str] = set()
         self._resets = 0
         self._episode = EpisodeStart()  # from /sim/episode_start
         self._stats = {"chunks": 0, "late_chunks": 0, "skipped_actions": 0, "commands": 0,
@@ -259,15 +258,7 @@ class DiffusionPolicyNode(Node):
         self._worker = threading.Thread(target=self._work, name="diffusion_inference", daemon=True)
         self._worker.start()
 
-    # ------------------------------------------------------------------ time and helpers
-    def _now(self) -> float:
-        return self.get_clock().now().nanoseconds * 1e-9
-
-    def _warn_once(self, key: str, text: str, error: bool = False) -> None:
-        if key not in self._warned:
-            self._warned.add(key)
-            (self.get_logger().error if error else self.get_logger().warning)(text)
-
+    # ------------------------------------------------------------------ helpers
     def _hold(self, reason: str) -> None:
         """Observations are stale or missing: command nothing new (one warning per stale spell)."""
         if not self._stale:
@@ -374,12 +365,9 @@ class DiffusionPolicyNode(Node):
 
     # ------------------------------------------------------------------ observations and ticks
     def _on_joints(self, msg: JointState) -> None:
-        stamp, now = msgs.from_time(msg.header.stamp), self._now()
-        names, pos, vel, _ = msgs.joint_state_from_msg(msg)
+        now = self._now()
         try:
-            q = msgs.reorder(names, pos, self.config.joint_names)
-            v = (msgs.reorder(names, vel, self.config.joint_names) if len(vel) == len(names)
-                 else np.zeros(len(self.config.joint_names)))
+            stamp, q, v = msgs.joints_from_msg(msg, self.config.joint_names)
         except DataError as e:
             self.get_logger().error(f"/joint_states: {e}", throttle_duration_sec=5.0)
             return
@@ -415,16 +403,11 @@ class DiffusionPolicyNode(Node):
             self._maybe_tick_locked()
 
     def _ee_pose(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        import mujoco
-
         if self._kinematics is None:
             from robot_rl.sim.kinematics import ArmKinematics
 
             self._kinematics = ArmKinematics()
-        pos, rot = self._kinematics.fk(q[self._arm_index])
-        quat = np.zeros(4)
-        mujoco.mju_mat2Quat(quat, rot.reshape(-1))
-        return pos, quat
+        return self._kinematics.tcp_pose(q[self._arm_index])
 
     def _frame_locked(self, t: float, q: np.ndarray, v: np.ndarray) -> dict | None:
         """The observation for a tick at `t`, or None (wait for a message in sync, or hold)."""
@@ -463,20 +446,15 @@ class DiffusionPolicyNode(Node):
             return
         c = self.config
         t, received, q, v = self._joints
-        if self._ticked is not None and t <= self._ticked + 1e-9:
-            return  # answered already
-        tolerance = min(1e-3, c.control_dt / 10)
-        if self._next_due is not None and t < self._next_due - tolerance:
-            return  # a faster joint state stream: not a control tick
+        if not self._ticks.due(t):
+            return  # answered already, or a faster joint state stream: not a control tick
         if self._now() - received > c.max_age:
             self._hold(f"/joint_states received {self._now() - received:.2f} s ago")
             return
         frame = self._frame_locked(t, q, v)
         if frame is None:
             return
-        self._ticked = t
-        due = self._next_due
-        self._next_due = due + c.control_dt if due is not None and t < due + c.control_dt / 2 else t + c.control_dt
+        self._ticks.take(t)
         if self._stale:
             self._stale = False
             self.get_logger().info("observations are fresh again: resuming")
@@ -601,7 +579,7 @@ class DiffusionPolicyNode(Node):
 
     # ------------------------------------------------------------------ resets and staleness
     def _waiting_locked(self) -> bool:
-        return self.chunks is not None and self.chunks.waiting and self._ticked is not None
+        return self.chunks is not None and self.chunks.waiting and self._ticks.last is not None
 
     def _reset_locked(self, reason: str, log: bool = True, time_went_back: bool = False,
                       waiting: bool | None = None) -> None:
@@ -613,12 +591,13 @@ class DiffusionPolicyNode(Node):
             self.model.policy.reset(self.config.seed + self._resets)
         if self.chunks is not None:
             self.chunks.reset()
-        self._next_due = self._last_obs = None
+        self._ticks.next_due = None
+        self._last_obs = None
         self._guard_needs_reference = True
         if log:
             self.get_logger().info(f"policy reset: {reason}")
         if time_went_back or waiting:
-            self._ticked = None  # time_went_back: the caller ticks the new stamp itself
+            self._ticks.last = None  # time_went_back: the caller ticks the new stamp itself
             if waiting:
                 self._maybe_tick_locked()
 

@@ -78,6 +78,15 @@ def joint_state_from_msg(msg: JointState):
     return tuple(msg.name), _f64(msg.position), _f64(msg.velocity), _f64(msg.effort)
 
 
+def joints_from_msg(msg: JointState, names: Sequence[str]):
+    """-> (stamp s, position, velocity) in `names` order, matched by name; velocity is zeros when
+    the message carries none. A joint of `names` missing from the message raises DataError."""
+    names_in, position, velocity, _ = joint_state_from_msg(msg)
+    q = reorder(names_in, position, names)
+    v = reorder(names_in, velocity, names) if len(velocity) == len(names_in) else np.zeros(len(names))
+    return from_time(msg.header.stamp), q, v
+
+
 def reorder(names_in: Sequence[str], values, names_out: Sequence[str]) -> np.ndarray:
     """Values given for `names_in`, returned in `names_out` order (by name, never position)."""
     index = {n: i for i, n in enumerate(names_in)}

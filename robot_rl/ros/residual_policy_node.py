@@ -39,7 +39,6 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 from geometry_msgs.msg import PoseArray
-from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Float32, Float64MultiArray, Header
@@ -52,6 +51,8 @@ from robot_rl.policies.residual.config import ResidualConfig
 from robot_rl.policies.residual.model import ResidualActor, ResidualPolicy, default_normalizer
 from robot_rl.policies.residual.online import OnlineResidual, residual_action
 from robot_rl.ros import msgs
+from robot_rl.ros.base_node import BaseNode
+from robot_rl.ros.control_ticks import ControlTicks
 from robot_rl.ros.episode_start import EpisodeStart
 from robot_rl.ros.params import declare_config
 from robot_rl.ros.spin import run_node
@@ -114,7 +115,7 @@ def chunk_on_grid(times: np.ndarray, actions: np.ndarray, dt: float) -> np.ndarr
     return np.stack([np.interp(grid, times, actions[:, j]) for j in range(actions.shape[1])], 1)
 
 
-class ResidualPolicyNode(Node):
+class ResidualPolicyNode(BaseNode):
     def __init__(self, **kwargs):
         super().__init__("residual_policy", **kwargs)
         self.config = c = declare_config(self, ResidualPolicyConfig)
@@ -144,12 +145,11 @@ class ResidualPolicyNode(Node):
         self._joints = None  # (stamp, receive time, q, v) in JOINT_NAMES order
         self._poses = None  # (stamp, (K, 7))
         self._reward = self._success = None
-        self._ticked = self._next_due = None
+        self._ticks = ControlTicks(c.control_dt)
         self._waiting = None  # the latest tick, until its base action arrives: (t, received, obs, vec, reward, success)
         self._episode = EpisodeStart()  # from /sim/episode_start
         self._guard_needs_reference = True
         self._stale = False
-        self._warned: set[str] = set()
         self.commands = 0
 
         self.pub_cmd = self.create_publisher(Float64MultiArray, COMMANDS, RELIABLE)
@@ -192,14 +192,6 @@ class ResidualPolicyNode(Node):
                                      self._demos, log=self.get_logger().info)
 
     # ------------------------------------------------------------------ helpers
-    def _now(self) -> float:
-        return self.get_clock().now().nanoseconds * 1e-9
-
-    def _warn_once(self, key: str, text: str, error: bool = False) -> None:
-        if key not in self._warned:
-            self._warned.add(key)
-            (self.get_logger().error if error else self.get_logger().warning)(text)
-
     def _hold(self, reason: str) -> None:
         if not self._stale:  # once per spell
             self.get_logger().warning(f"holding position, no new commands: {reason}")
@@ -208,7 +200,8 @@ class ResidualPolicyNode(Node):
     def _reset(self, reason: str) -> None:
         """New episode (or time went back): no chunk, no waiting tick, a fresh transition chain."""
         self.chunks.reset()
-        self._waiting = self._ticked = self._next_due = None
+        self._waiting = None
+        self._ticks.reset()
         self._guard_needs_reference = True
         if self.online is not None:
             self.online.end_episode()
@@ -231,14 +224,11 @@ class ResidualPolicyNode(Node):
         self._maybe_tick()
 
     def _on_joints(self, msg: JointState) -> None:
-        names, pos, vel, _ = msgs.joint_state_from_msg(msg)
         try:
-            q = msgs.reorder(names, pos, JOINT_NAMES)
-            v = msgs.reorder(names, vel, JOINT_NAMES) if len(vel) == len(names) else np.zeros(len(JOINT_NAMES))
+            stamp, q, v = msgs.joints_from_msg(msg, JOINT_NAMES)
         except DataError as e:
             self.get_logger().error(f"/joint_states: {e}", throttle_duration_sec=5.0)
             return
-        stamp = msgs.from_time(msg.header.stamp)
         if self._episode.begins(stamp):
             self._reset(f"episode starting at {self._episode.start:.3f}")
         elif self._joints is not None and stamp < self._joints[0] - 1e-6:
@@ -284,15 +274,11 @@ class ResidualPolicyNode(Node):
         return obs
 
     def _ee_pose(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        import mujoco
-
         if self._kinematics is None:
             from robot_rl.sim.kinematics import ArmKinematics
 
             self._kinematics = ArmKinematics()
-        pos, rot = self._kinematics.fk(q[:7])
-        quat = np.zeros(4)
-        mujoco.mju_mat2Quat(quat, rot.reshape(-1))
+        pos, quat = self._kinematics.tcp_pose(q[:7])
         return pos.astype(np.float32), quat.astype(np.float32)
 
     def _maybe_tick(self) -> None:
@@ -300,19 +286,15 @@ class ResidualPolicyNode(Node):
             return
         c = self.config
         t, received, q, v = self._joints
-        if self._ticked is not None and t <= self._ticked + 1e-9:
-            return  # answered already
-        if self._next_due is not None and t < self._next_due - min(1e-3, c.control_dt / 10):
-            return  # a faster joint state stream: not a control tick
+        if not self._ticks.due(t):
+            return  # answered already, or a faster joint state stream: not a control tick
         if self._now() - received > c.max_age:
             self._hold(f"/joint_states received {self._now() - received:.2f} s ago")
             return
         obs = self._observation(t, q, v)
         if obs is None:
             return
-        due = self._next_due
-        self._ticked = t
-        self._next_due = due + c.control_dt if due is not None and t < due + c.control_dt / 2 else t + c.control_dt
+        self._ticks.take(t)
         if self._guard_needs_reference:
             self.guard.reset(msgs.reorder(JOINT_NAMES, q, c.joint_names))
             self._guard_needs_reference = False

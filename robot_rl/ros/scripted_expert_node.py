@@ -10,9 +10,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 
-import numpy as np
 from geometry_msgs.msg import PoseArray
-from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
@@ -20,6 +18,7 @@ from std_srvs.srv import Trigger
 
 from robot_rl.errors import ConfigError, DataError
 from robot_rl.ros import msgs
+from robot_rl.ros.base_node import BaseNode
 from robot_rl.ros.params import declare_config
 from robot_rl.ros.spin import run_node
 from robot_rl.safety import is_stale
@@ -57,7 +56,7 @@ class ScriptedExpertConfig:
             return self.quality
 
 
-class ScriptedExpertNode(Node):
+class ScriptedExpertNode(BaseNode):
     def __init__(self, **kwargs):
         super().__init__("scripted_expert", **kwargs)
         self.config = c = declare_config(self, ScriptedExpertConfig)
@@ -74,18 +73,13 @@ class ScriptedExpertNode(Node):
         self.create_service(Trigger, "~/reset", self._on_reset)
         self.get_logger().info(f"task {c.task}, quality {c.quality}")
 
-    def _now(self) -> float:
-        return self.get_clock().now().nanoseconds * 1e-9
-
     def _on_joints(self, msg: JointState) -> None:
-        names, pos, vel, _ = msgs.joint_state_from_msg(msg)
         try:
-            q = msgs.reorder(names, pos, JOINT_NAMES)
-            v = msgs.reorder(names, vel, JOINT_NAMES) if len(vel) == len(names) else np.zeros(len(JOINT_NAMES))
+            stamp, q, v = msgs.joints_from_msg(msg, JOINT_NAMES)
         except DataError as e:
             self.get_logger().error(f"/joint_states: {e}", throttle_duration_sec=5.0)
             return
-        self._joints = (msgs.from_time(msg.header.stamp), self._now(), q, v)
+        self._joints = (stamp, self._now(), q, v)
         self._maybe_act()
 
     def _on_poses(self, msg: PoseArray) -> None:

@@ -35,7 +35,6 @@ from dataclasses import dataclass, field
 import numpy as np
 from geometry_msgs.msg import PoseArray
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray, Header, Int32
@@ -44,6 +43,7 @@ from trajectory_msgs.msg import JointTrajectory
 from robot_rl.errors import ConfigError, RobotRLError
 from robot_rl.policies.steering import select_candidate
 from robot_rl.ros import msgs
+from robot_rl.ros.base_node import BaseNode
 from robot_rl.ros.candidates import msg_to_candidates
 from robot_rl.ros.episode_start import EpisodeStart
 from robot_rl.ros.params import declare_config
@@ -74,7 +74,7 @@ class ValueSteeringConfig:
             raise ConfigError("beta and sync_tolerance must be >= 0, max steps and max_age > 0")
 
 
-class ValueSteeringNode(Node):
+class ValueSteeringNode(BaseNode):
     def __init__(self, **kwargs):
         super().__init__("value_steering", **kwargs)
         self.config = c = declare_config(self, ValueSteeringConfig)
@@ -118,14 +118,10 @@ class ValueSteeringNode(Node):
             self.get_logger().error(f"value_checkpoint: {e}; executing candidate 0 unsteered")
             return None
 
-    def _now(self) -> float:
-        return self.get_clock().now().nanoseconds * 1e-9
-
     def _on_joints(self, msg: JointState) -> None:
-        stamp, now = msgs.from_time(msg.header.stamp), self._now()
-        names, pos, _, _ = msgs.joint_state_from_msg(msg)
+        now = self._now()
         try:
-            q = msgs.reorder(names, pos, JOINT_NAMES)
+            stamp, q, _ = msgs.joints_from_msg(msg, JOINT_NAMES)
         except RobotRLError as e:
             self.get_logger().error(f"/joint_states: {e}", throttle_duration_sec=5.0)
             return

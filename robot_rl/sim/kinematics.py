@@ -53,6 +53,13 @@ class ArmKinematics:
         mujoco.mj_kinematics(self.model, self.data)
         return self.data.site_xpos[self._site].copy(), self.data.site_xmat[self._site].reshape(3, 3).copy()
 
+    def tcp_pose(self, q_arm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """TCP position and quaternion (w, x, y, z) for 7 arm joint positions: ee_pos, ee_quat."""
+        pos, rot = self.fk(q_arm)
+        quat = np.zeros(4)
+        mujoco.mju_mat2Quat(quat, rot.reshape(-1))
+        return pos, quat
+
     def ik(self, q_seed: np.ndarray, pos: np.ndarray, rot: np.ndarray, iterations: int = 30,
            damping: float = 0.05, tol: float = 1e-4, posture_gain: float = 0.1) -> np.ndarray:
         """Damped least-squares IK from `q_seed`, pulled towards the home posture in the null space."""
