@@ -73,15 +73,18 @@ def test_time_limit_keeps_bootstrapping():
     np.testing.assert_allclose(buf.data["next_obs"][:2, 0], [2, 2])
 
 
-def test_ensemble_target_is_the_min_over_the_sampled_pair():
-    cfg = ResidualConfig(num_critics=5, target_noise=0.0)
-    learner = Learner(3, cfg, default_normalizer(3), seed=SEEDS[0])
-    gen = torch.Generator().manual_seed(SEEDS[1])
+def _random_batch(gen, reward_scale: float = 1.0):
     lo, hi = (torch.tensor(x, dtype=torch.float32) for x in joint_limits())
     base = lo + (hi - lo) * torch.rand(16, 8, generator=gen)
-    batch = {"obs": torch.randn(16, 3, generator=gen), "base": base, "action": base,
-             "reward": torch.rand(16, generator=gen), "next_obs": torch.randn(16, 3, generator=gen),
-             "next_base": base, "discount": torch.full((16,), 0.9)}
+    return {"obs": torch.randn(16, 3, generator=gen), "base": base, "action": base,
+            "reward": reward_scale * torch.rand(16, generator=gen), "next_obs": torch.randn(16, 3, generator=gen),
+            "next_base": base, "discount": torch.full((16,), 0.9)}
+
+
+def test_ensemble_target_is_the_min_over_the_sampled_pair():
+    cfg = ResidualConfig(num_critics=5, target_noise=0.0, v_min=-100.0, v_max=100.0)  # no clipping here
+    learner = Learner(3, cfg, default_normalizer(3), seed=SEEDS[0])
+    batch = _random_batch(torch.Generator().manual_seed(SEEDS[1]))
     with torch.no_grad():
         next_action = learner.actor_target(batch["next_obs"], batch["next_base"])
         q = learner.critic_target(batch["next_obs"], batch["next_base"], next_action)  # (5, 16)
@@ -90,6 +93,14 @@ def test_ensemble_target_is_the_min_over_the_sampled_pair():
         torch.testing.assert_close(learner.td_target(batch, pair), expected)
     all_min = batch["reward"] + 0.9 * q.min(0).values
     assert not torch.allclose(learner.td_target(batch, [0, 3]), all_min)  # a pair, not all heads
+
+
+def test_td_targets_stay_in_the_sparse_return_range():
+    cfg = ResidualConfig(num_critics=4)
+    learner = Learner(3, cfg, default_normalizer(3), seed=SEEDS[0])
+    batch = _random_batch(torch.Generator().manual_seed(SEEDS[1]), reward_scale=3.0)  # bootstrap error
+    target = learner.td_target(batch, [0, 1])
+    assert target.max() == cfg.v_max and target.min() >= cfg.v_min
 
 
 def test_symmetric_sampling_takes_half_from_each_buffer():
