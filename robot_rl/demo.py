@@ -167,6 +167,7 @@ def main(argv=None) -> int:
                     EpisodeRunnerConfig(task=task, num_episodes=args.num_episodes, max_steps=SPECS[task].max_steps,
                                         video=str(out / f"{task}.mp4"), service_timeout=60.0))
         if 2 in args.stages:
+            shutil.rmtree(dataset, ignore_errors=True)  # the recorder appends: a re-run starts empty
             say(f"stage 2: recording {args.num_demos} {args.demo_task} demonstrations through the recorder "
                 f"-> bag in {out / 'bags'}, dataset {dataset}")
             results["recorded"] = run_graph_episodes(
