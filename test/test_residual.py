@@ -119,3 +119,16 @@ def test_hl_gauss_round_trip():
     assert torch.allclose(probs.sum(-1), torch.ones(4))
     logits = torch.log(probs + 1e-12)
     assert torch.allclose(hl.to_scalar(logits), target, atol=0.02)
+
+
+def test_hold_base_makes_the_residual_a_from_scratch_agent():
+    """`--base hold`: the base commands the measured joints, so all motion is the residual's."""
+    from robot_rl.policies.loading import load_policy
+
+    env = ArmEnv("reach")
+    obs, _ = env.reset(seed=SEEDS[0])
+    base = load_policy("hold")
+    np.testing.assert_array_equal(base.act(obs), obs["joint_pos"].astype(np.float32))
+    for _ in range(5):  # an untrained residual on it holds the arm still
+        obs2, *_ = env.step(base.act(obs))
+    np.testing.assert_allclose(obs2["joint_pos"][:7], obs["joint_pos"][:7], atol=0.02)
