@@ -200,7 +200,8 @@ def train_diffusion(tc: DiffusionTrainConfig, dataset, evaluate: EvalFn | None =
     (out / "summary.json").write_text(json.dumps({"config": asdict(tc), **summary}, indent=2, default=str))
     final = rows[-1]
     score_key = next(k for k in final if k.endswith("action_mse"))
-    success = "" if evaluate is None else (f", success best {best['success_rate'] or float('nan'):.2f} at step "
+    best_rate = float("nan") if best["success_rate"] is None else best["success_rate"]  # 0.0 is a score
+    success = "" if evaluate is None else (f", success best {best_rate:.2f} at step "
                                            f"{best['step']} (last {final['success_rate']:.2f})")
     print(f"diffusion: {len(train_eps)} episodes, {tc.num_steps} steps in {summary['wall_s']:.0f} s, "
           f"{summary['parameters'] / 1e6:.2f}M parameters, {score_key} {final[score_key]:.4f}{success}; "
