@@ -140,14 +140,15 @@ class ValueLearner:
 def load_transitions(dataset, cfg: ValueConfig, episodes) -> dict[str, torch.Tensor]:
     """Chunk transitions of `episodes`, each chunk as the critic's features (`chunk_features`)."""
     eps, objects = [], []
-    keys = list(dict.fromkeys([*cfg.obs_keys, "object_poses", "action", "success"]))
+    keys = list(dict.fromkeys([*cfg.obs_keys, *(["object_poses"] if cfg.task_space else []), "action", "success"]))
     for i in episodes:
         ep = dataset.load_episode(int(i), keys=keys)
         states = np.stack([state_vector({k: ep[k][t] for k in cfg.obs_keys}, cfg.obs_keys) for t in range(len(ep["action"]))])
         eps.append((states, ep["action"], ep["success"]))
-        objects.append(ep["object_poses"])
+        objects.append(ep.get("object_poses"))
     data = chunk_transitions(eps, cfg.chunk, cfg.gamma, cfg.reward)
-    poses = np.stack([objects[e][t] for e, t in zip(data.pop("episode"), data.pop("step"))])
+    at = list(zip(data.pop("episode"), data.pop("step")))
+    poses = np.stack([objects[e][t] for e, t in at]) if cfg.task_space else None
     data["chunk"] = chunk_features(data["chunk"], poses, cfg)
     return {k: torch.from_numpy(v) for k, v in data.items()}
 
@@ -155,7 +156,9 @@ def load_transitions(dataset, cfg: ValueConfig, episodes) -> dict[str, torch.Ten
 def train_value(tc: ValueTrainConfig, dataset, progress: bool = True) -> Path:
     """Train on all but a held-out fraction of episodes; write checkpoint, curves and summary."""
     torch.set_num_threads(tc.torch_threads)
-    cfg = dataclasses.replace(tc.algo, num_objects=int(dataset.keys["object_poses"]["shape"][0]))
+    cfg = tc.algo
+    if cfg.task_space:  # the critic sees the TCP offsets to every object in the data
+        cfg = dataclasses.replace(cfg, num_objects=int(dataset.keys["object_poses"]["shape"][0]))
     out = Path(tc.out)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(tc.seed)
