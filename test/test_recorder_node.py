@@ -153,6 +153,7 @@ def test_sim_expert_episodes_from_bag_equals_live_and_sigkill(nodes, probe, tmp_
     nodes.node("recorder2", RECORDER, {**rec_params, "bag_name": "b2"}, ros_args=["-r", "__node:=recorder2"])
     wait_for(lambda: "subscribed to /forward_position_controller/commands" in nodes.log("recorder2"), 60,
              "the restarted recorder")
+    time.sleep(2.0)  # its subscriptions exist; let DDS match them before a ~1 s lock-step episode
     run_episode(probe, 15, "/recorder2")
     wait_for(lambda: EpisodeDataset.open(tmp_path / "live").num_episodes == 3, 60, "the episode after the restart")
     assert nodes.stop("recorder2", signal.SIGINT, timeout=30) == 0
