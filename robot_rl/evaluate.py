@@ -7,8 +7,11 @@ the base policy, V-GPS steering with every requested number of samples N and tem
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
+
+from robot_rl.errors import ConfigError
 
 from robot_rl.sim.rollout import evaluate
 
@@ -20,6 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-samples", type=int, nargs="+", default=[16], help="candidates N (several: a curve)")
     parser.add_argument("--beta", type=float, nargs="+", default=[0.0], help="0 = argmax, else softmax(Q/beta)")
     parser.add_argument("--residual", help="residual checkpoint: also evaluate base + residual")
+    parser.add_argument("--action-horizon", type=int, default=0,
+                        help="diffusion policy: actions executed per chunk (Ta); 0: the checkpoint's own")
     parser.add_argument("--num-episodes", type=int, default=100)
     parser.add_argument("--seed", type=int, default=10_000, help="episode i uses seed+i")
     parser.add_argument("--out", help="write the results as JSON here")
@@ -30,7 +35,12 @@ def run(args: argparse.Namespace) -> int:
 
     seeds = range(args.seed, args.seed + args.num_episodes)
     base = load_policy(args.policy)
-    results = {"task": args.task, "episodes": args.num_episodes, "seed": args.seed}
+    if args.action_horizon:  # a deployment choice, like the node's action_horizon parameter
+        if not hasattr(base, "config"):
+            raise ConfigError(f"--action-horizon applies to a diffusion checkpoint, not {args.policy}")
+        base.config = dataclasses.replace(base.config, action_horizon=args.action_horizon)
+    results = {"task": args.task, "episodes": args.num_episodes, "seed": args.seed,
+               "action_horizon": getattr(getattr(base, "config", None), "action_horizon", None)}
     rows = []
 
     def record(name: str, policy, **extra) -> None:

@@ -19,6 +19,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-critics", type=int, default=ResidualConfig.num_critics)
     parser.add_argument("--utd-ratio", type=int, default=ResidualConfig.utd_ratio)
     parser.add_argument("--n-step", type=int, default=ResidualConfig.n_step)
+    parser.add_argument("--exploration-noise", type=float, default=ResidualConfig.exploration_noise,
+                        help="Gaussian noise std on the executed action, in units of residual_scale")
+    parser.add_argument("--warmup-steps", type=int, default=ResidualConfig.warmup_steps,
+                        help="env steps of base + small-noise rollouts before learning")
+    parser.add_argument("--critic-warmup-updates", type=int, default=ResidualConfig.critic_warmup_updates,
+                        help="critic-only updates before the actor moves")
     parser.add_argument("--hl-gauss", action="store_true")
 
 
@@ -27,7 +33,8 @@ def run(args: argparse.Namespace) -> int:
     from robot_rl.policies.loading import load_policy
 
     algo = ResidualConfig(num_critics=args.num_critics, utd_ratio=args.utd_ratio, n_step=args.n_step,
-                          hl_gauss=args.hl_gauss)
+                          exploration_noise=args.exploration_noise, warmup_steps=args.warmup_steps,
+                          critic_warmup_updates=args.critic_warmup_updates, hl_gauss=args.hl_gauss)
     tc = ResidualTrainConfig(task=args.task, total_env_steps=args.total_env_steps, eval_every=args.eval_every,
                              eval_episodes=args.eval_episodes, seed=args.seed, out=args.out, algo=algo)
     demos = EpisodeDataset.open(args.demos) if args.demos else None

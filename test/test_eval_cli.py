@@ -1,0 +1,49 @@
+"""`robot-rl eval`: a real (tiny, untrained) checkpoint rolled out in MuJoCo, and its Ta override."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from test_diffusion_checkpoint import make_policy
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
+
+def robot_rl_eval(*args):
+    return subprocess.run([sys.executable, "-m", "robot_rl.cli", "eval", *map(str, args)],
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp("eval") / "ckpt"
+    make_policy().save_checkpoint(path)
+    return path
+
+
+def test_eval_reports_success_and_the_action_horizon_it_ran_with(checkpoint, tmp_path):
+    out = tmp_path / "eval.json"
+    r = robot_rl_eval("--task", "push", "--policy", checkpoint, "--num-episodes", 2, "--seed", 5,
+                      "--action-horizon", 4, "--out", out)
+    assert r.returncode == 0, r.stderr
+    result = json.loads(out.read_text())
+    assert json.loads(r.stdout.strip().splitlines()[-1]) == result
+    assert result["action_horizon"] == 4 and result["episodes"] == 2
+    assert [row["variant"] for row in result["rows"]] == ["base"]
+    assert 0.0 <= result["base_success"] <= 1.0
+
+
+def test_eval_default_keeps_the_checkpoints_action_horizon(checkpoint):
+    r = robot_rl_eval("--task", "push", "--policy", checkpoint, "--num-episodes", 1)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout.strip().splitlines()[-1])["action_horizon"] == 8
+
+
+@pytest.mark.parametrize("policy", ["ckpt", "expert:push"])
+def test_eval_bad_action_horizon_is_one_line_exit_2(checkpoint, policy):
+    r = robot_rl_eval("--task", "push", "--policy", checkpoint if policy == "ckpt" else policy,
+                      "--num-episodes", 1, "--action-horizon", 99)
+    assert r.returncode == 2
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert "action_horizon" in r.stderr or "action-horizon" in r.stderr
