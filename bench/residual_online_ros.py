@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import random
-import sys
 import time
 from pathlib import Path
 
@@ -34,6 +33,8 @@ def main() -> None:
                    help="extra residual_policy parameter for the learning run (e.g. utd_ratio=1)")
     p.add_argument("--out", default="runs/bench_residual_online")
     args = p.parse_args()
+    if any("=" not in kv for kv in args.param):
+        p.error("--param takes KEY=VALUE")
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(101, 200)))
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("MUJOCO_GL", "egl")

@@ -12,7 +12,6 @@ import json
 import time
 
 from robot_rl.errors import ConfigError
-
 from robot_rl.sim.rollout import evaluate
 
 
