@@ -132,3 +132,21 @@ def test_hold_base_makes_the_residual_a_from_scratch_agent():
     for _ in range(5):  # an untrained residual on it holds the arm still
         obs2, *_ = env.step(base.act(obs))
     np.testing.assert_allclose(obs2["joint_pos"][:7], obs["joint_pos"][:7], atol=0.02)
+
+
+def test_train_residual_flags_map_onto_the_config():
+    import argparse
+
+    from robot_rl.train import residual_cli
+
+    parser = argparse.ArgumentParser()
+    residual_cli.add_arguments(parser)
+    default = residual_cli.train_config(parser.parse_args(["--base", "hold", "--task", "lift"])).algo
+    assert default == ResidualConfig()
+    tc = residual_cli.train_config(parser.parse_args(
+        ["--base", "hold", "--task", "push", "--residual-scale", "0.15", "0.04", "--exploration-noise", "0.3",
+         "--warmup-steps", "500", "--critic-warmup-updates", "50", "--n-step", "5", "--utd-ratio", "4"]))
+    assert tc.task == "push"
+    assert tc.algo.residual_scale == (0.15,) * 7 + (0.04,)
+    assert (tc.algo.exploration_noise, tc.algo.warmup_steps, tc.algo.critic_warmup_updates) == (0.3, 500, 50)
+    assert (tc.algo.n_step, tc.algo.utd_ratio) == (5, 4)

@@ -25,18 +25,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="env steps of base + small-noise rollouts before learning")
     parser.add_argument("--critic-warmup-updates", type=int, default=ResidualConfig.critic_warmup_updates,
                         help="critic-only updates before the actor moves")
+    parser.add_argument("--residual-scale", type=float, nargs=2, metavar=("ARM", "GRIPPER"),
+                        default=(ResidualConfig.residual_scale[0], ResidualConfig.residual_scale[-1]),
+                        help="largest correction per step: rad for each arm joint, m for the gripper finger")
     parser.add_argument("--hl-gauss", action="store_true")
+
+
+def train_config(args: argparse.Namespace) -> ResidualTrainConfig:
+    arm, gripper = args.residual_scale
+    algo = ResidualConfig(residual_scale=(arm,) * 7 + (gripper,), num_critics=args.num_critics,
+                          utd_ratio=args.utd_ratio, n_step=args.n_step,
+                          exploration_noise=args.exploration_noise, warmup_steps=args.warmup_steps,
+                          critic_warmup_updates=args.critic_warmup_updates, hl_gauss=args.hl_gauss)
+    return ResidualTrainConfig(task=args.task, total_env_steps=args.total_env_steps, eval_every=args.eval_every,
+                               eval_episodes=args.eval_episodes, seed=args.seed, out=args.out, algo=algo)
 
 
 def run(args: argparse.Namespace) -> int:
     from robot_rl.data.dataset import EpisodeDataset
     from robot_rl.policies.loading import load_policy
 
-    algo = ResidualConfig(num_critics=args.num_critics, utd_ratio=args.utd_ratio, n_step=args.n_step,
-                          exploration_noise=args.exploration_noise, warmup_steps=args.warmup_steps,
-                          critic_warmup_updates=args.critic_warmup_updates, hl_gauss=args.hl_gauss)
-    tc = ResidualTrainConfig(task=args.task, total_env_steps=args.total_env_steps, eval_every=args.eval_every,
-                             eval_episodes=args.eval_episodes, seed=args.seed, out=args.out, algo=algo)
     demos = EpisodeDataset.open(args.demos) if args.demos else None
-    train(tc, lambda: load_policy(args.base), demos)
+    train(train_config(args), lambda: load_policy(args.base), demos)
     return 0
