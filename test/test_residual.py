@@ -145,8 +145,9 @@ def test_train_residual_flags_map_onto_the_config():
     assert default == ResidualConfig()
     tc = residual_cli.train_config(parser.parse_args(
         ["--base", "hold", "--task", "push", "--residual-scale", "0.15", "0.04", "--exploration-noise", "0.3",
-         "--warmup-steps", "500", "--critic-warmup-updates", "50", "--n-step", "5", "--utd-ratio", "4"]))
+         "--warmup-steps", "500", "--critic-warmup-updates", "50", "--n-step", "5", "--utd-ratio", "4",
+         "--residual-penalty", "0.01"]))
     assert tc.task == "push"
     assert tc.algo.residual_scale == (0.15,) * 7 + (0.04,)
     assert (tc.algo.exploration_noise, tc.algo.warmup_steps, tc.algo.critic_warmup_updates) == (0.3, 500, 50)
-    assert (tc.algo.n_step, tc.algo.utd_ratio) == (5, 4)
+    assert (tc.algo.n_step, tc.algo.utd_ratio, tc.algo.residual_penalty) == (5, 4, 0.01)

@@ -28,6 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--residual-scale", type=float, nargs=2, metavar=("ARM", "GRIPPER"),
                         default=(ResidualConfig.residual_scale[0], ResidualConfig.residual_scale[-1]),
                         help="largest correction per step: rad for each arm joint, m for the gripper finger")
+    parser.add_argument("--residual-penalty", type=float, default=ResidualConfig.residual_penalty,
+                        help="L2 weight on the actor's pre-tanh correction")
     parser.add_argument("--hl-gauss", action="store_true")
 
 
@@ -36,7 +38,8 @@ def train_config(args: argparse.Namespace) -> ResidualTrainConfig:
     algo = ResidualConfig(residual_scale=(arm,) * 7 + (gripper,), num_critics=args.num_critics,
                           utd_ratio=args.utd_ratio, n_step=args.n_step,
                           exploration_noise=args.exploration_noise, warmup_steps=args.warmup_steps,
-                          critic_warmup_updates=args.critic_warmup_updates, hl_gauss=args.hl_gauss)
+                          critic_warmup_updates=args.critic_warmup_updates, residual_penalty=args.residual_penalty,
+                          hl_gauss=args.hl_gauss)
     return ResidualTrainConfig(task=args.task, total_env_steps=args.total_env_steps, eval_every=args.eval_every,
                                eval_episodes=args.eval_episodes, seed=args.seed, out=args.out, algo=algo)
 
