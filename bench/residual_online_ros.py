@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import random
-import time
 from pathlib import Path
 
 
@@ -65,8 +64,7 @@ def main() -> None:
         learn = episodes(args.learn_seed, args.learn_episodes, args.residual, learn="true", out_dir=online_dir,
                          demo_dataset=Path(args.demos).resolve() if args.demos else "",
                          base_checkpoint=Path(args.base).resolve(), **extra)
-        time.sleep(1.0)  # the node writes its checkpoint and buffer on stop
-        learned = online_dir / "checkpoint"
+        learned = online_dir / "checkpoint"  # written by the node on stop, before the graph exits
         cfg = json.loads((learned / "config.json").read_text()) if learned.exists() else {}
         meta = {k: cfg.get(k) for k in ("env_steps", "updates")}
         say(f"after: {learned} ({meta}) on the same {args.eval_episodes} episodes")
