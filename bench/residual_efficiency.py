@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from robot_rl.policies.residual.config import ResidualConfig
+from robot_rl.policies.residual.space import SPACES
 from robot_rl.train.residual import ResidualTrainConfig
 
 
@@ -42,15 +43,21 @@ def main() -> None:
     p.add_argument("--eval-every", type=int, default=5_000)
     p.add_argument("--eval-episodes", type=int, default=100)
     p.add_argument("--out", default="runs/bench_residual")
-    p.add_argument("--baseline-scale", type=float, default=0.1,
-                   help="baseline's largest joint step per control tick (rad; gripper 0.4x)")
+    p.add_argument("--residual-space", choices=SPACES, default=ResidualConfig.residual_space,
+                   help="both learners: correct joint targets, or displace the TCP (x, y, z) and the finger")
+    p.add_argument("--baseline-scale", type=float, nargs=2, metavar=("ARM", "GRIPPER"),
+                   help="baseline's largest step per control tick: rad per joint (joint space) or m along x, y, z "
+                        "(task space), then m for the finger; default joint: 0.1 0.04, task: the residual's")
     args = p.parse_args()
 
     common = dict(task=args.task, total_env_steps=args.env_steps, eval_every=args.eval_every,
                   eval_episodes=args.eval_episodes)
-    residual = ResidualTrainConfig(out=str(Path(args.out) / "residual"), **common)
-    scratch_algo = dataclasses.replace(ResidualConfig(), residual_penalty=0.0,
-                                       residual_scale=(args.baseline_scale,) * 7 + (0.4 * args.baseline_scale,))
+    algo = ResidualConfig(residual_space=args.residual_space)
+    residual = ResidualTrainConfig(out=str(Path(args.out) / "residual"), algo=algo, **common)
+    arm, gripper = args.baseline_scale or ((0.1, 0.04) if args.residual_space == "joint" else
+                                           (algo.residual_scale[0], algo.residual_scale[-1]))
+    scratch_algo = dataclasses.replace(algo, residual_penalty=0.0,
+                                       residual_scale=(arm,) * (algo.correction_dim - 1) + (gripper,))
     baseline = ResidualTrainConfig(out=str(Path(args.out) / "baseline"), algo=scratch_algo, **common)
     print(f"[bench] residual on {args.base} and the from-scratch baseline, {args.env_steps} env steps each, "
           f"evaluated every {args.eval_every} on {args.eval_episodes} episodes", file=sys.stderr, flush=True)
@@ -59,6 +66,7 @@ def main() -> None:
         base = pool.apply_async(run_one, (baseline, "hold", args.demos, False))
         r, b = res.get(), base.get()
     result = {"bench": "residual_efficiency", "task": args.task, "base": args.base, "env_steps": args.env_steps,
+              "residual_space": args.residual_space,
               "eval_episodes": args.eval_episodes,
               **{k: r[k] for k in ("base_success", "final_success", "best_success", "env_steps_to_90",
                                    "env_steps_to_95", "wall_s_to_90", "wall_s_to_95", "wall_s")},

@@ -5,9 +5,11 @@ import torch
 
 from robot_rl.data.replay import NStepWriter, ReplayBuffer, sample_symmetric
 from robot_rl.policies.hlgauss import HLGauss
-from robot_rl.policies.residual.config import ResidualConfig
+from robot_rl.policies.residual.config import DEFAULT_SCALE, ResidualConfig
 from robot_rl.policies.residual.model import ResidualActor, ResidualPolicy, default_normalizer
-from robot_rl.sim.arm import joint_limits
+from robot_rl.policies.residual.space import SPACES, CorrectionSpace, space_for
+from robot_rl.sim.arm import HOME_QPOS, joint_limits
+from robot_rl.sim.kinematics import ArmKinematics
 from robot_rl.sim.env import ArmEnv
 from robot_rl.sim.experts import ScriptedExpert
 from robot_rl.train.residual import Learner
@@ -15,13 +17,14 @@ from robot_rl.train.residual import Learner
 SEEDS = [0, 1, 2]
 
 
-def test_residual_is_exactly_the_base_at_initialisation():
+@pytest.mark.parametrize("space", SPACES)
+def test_residual_is_exactly_the_base_at_initialisation(space):
     env = ArmEnv("lift")
-    cfg = ResidualConfig()
+    cfg = ResidualConfig(residual_space=space)
     base = ScriptedExpert("lift", "medium")
     obs, _ = env.reset(seed=SEEDS[0])
     from robot_rl.policies.features import state_vector
-    dim = len(state_vector(obs, cfg.obs_keys))
+    dim = len(state_vector(obs, cfg.obs_keys)) + space_for(cfg).feature_dim
     policy = ResidualPolicy(base, ResidualActor(dim, cfg, default_normalizer(dim)), cfg)
     reference = ScriptedExpert("lift", "medium")
     policy.reset(seed=SEEDS[1])
@@ -33,16 +36,54 @@ def test_residual_is_exactly_the_base_at_initialisation():
         obs, *_ = env.step(action)
 
 
-def test_actions_stay_within_joint_limits():
-    cfg = ResidualConfig()
+@pytest.mark.parametrize("space", SPACES)
+def test_actions_stay_within_joint_limits(space):
+    cfg = ResidualConfig(residual_space=space)
     lo, hi = joint_limits()
-    actor = ResidualActor(5, cfg, default_normalizer(5))
+    features = space_for(cfg).feature_dim
+    actor = ResidualActor(5 + features, cfg, default_normalizer(5 + features))
     torch.nn.init.normal_(actor.net[-1].weight, std=10.0)  # a wild actor: corrections saturate
-    base = torch.from_numpy(np.stack([lo, hi, (lo + hi) / 2]).astype(np.float32))
-    out = actor(torch.randn(3, 5) * 10, base)
-    assert torch.all(out >= torch.tensor(lo, dtype=torch.float32) - 1e-6)
-    assert torch.all(out <= torch.tensor(hi, dtype=torch.float32) + 1e-6)
-    assert torch.all((out - base).abs() <= torch.tensor(cfg.residual_scale) + 1e-6)
+    policy, kin = ResidualPolicy(None, actor, cfg), ArmKinematics()
+    rng = np.random.default_rng(SEEDS[0])
+    for base in (lo, hi, (lo + hi) / 2, HOME_QPOS):
+        policy.reset()
+        for _ in range(10):  # in task space the offset builds up, and must stop at max_offset
+            out = policy.step(rng.normal(size=5) * 10, base)
+            assert np.all(out >= lo) and np.all(out <= hi)
+            assert abs(out[-1] - base[-1]) <= cfg.residual_scale[-1] + 1e-9  # the finger, in both spaces
+        if space == "joint":
+            assert np.all(np.abs(out - base) <= np.asarray(cfg.residual_scale) + 1e-9)
+        elif base is HOME_QPOS:  # away from the limits the whole offset is executed
+            moved = kin.fk(out[:7])[0] - kin.fk(base[:7])[0]
+            assert np.all(np.abs(moved) <= cfg.max_offset + 0.015)  # first order: ~1 cm off at 8 cm
+
+
+def test_a_task_space_correction_moves_a_tcp_offset_that_persists():
+    """A correction displaces the base target's TCP by scale * (dx, dy, dz), reads back as itself,
+    and the offset stays on the next base targets (a zero correction keeps it) until reset."""
+    space = CorrectionSpace("task", (0.03, 0.03, 0.03, 0.02), max_offset=0.08)
+    kin = ArmKinematics()
+    tcp = lambda q: kin.fk(q[:7])[0]  # noqa: E731
+    rng = np.random.default_rng(SEEDS[1])
+    base = HOME_QPOS + np.concatenate([rng.uniform(-0.3, 0.3, 7), [-0.02]])
+    c = rng.uniform(-1, 1, 4)
+    out = space.command(base, c)
+    np.testing.assert_allclose(tcp(out) - tcp(base), 0.03 * c[:3], atol=2e-3)  # first order: ~mm
+    np.testing.assert_allclose(out[7], base[7] + 0.02 * c[3])
+    np.testing.assert_allclose(space.follow(base, out), c, atol=0.03)
+    np.testing.assert_allclose(space.features(), 0.03 * c[:3] / 0.08, atol=0.01)
+    for _ in range(3):  # the next base targets keep the offset
+        base = base + np.concatenate([rng.uniform(-0.05, 0.05, 7), [0.0]])
+        out = space.command(base, np.zeros(4))
+        np.testing.assert_allclose(tcp(out) - tcp(base), 0.03 * c[:3], atol=3e-3)
+        np.testing.assert_allclose(space.follow(base, out)[:3], 0.0, atol=0.05)
+    space.reset()
+    np.testing.assert_array_equal(space.command(HOME_QPOS, np.zeros(4)), HOME_QPOS)
+    np.testing.assert_array_equal(space.features(), np.zeros(3))
+    leaky = CorrectionSpace("task", (0.03, 0.03, 0.03, 0.02), max_offset=0.08, offset_decay=0.5)
+    leaky.follow(HOME_QPOS, leaky.command(HOME_QPOS, [1, 0, 0, 0]))
+    leaky.follow(HOME_QPOS, leaky.command(HOME_QPOS, np.zeros(4)))  # no correction: half the offset left
+    np.testing.assert_allclose(leaky.offset, [0.015, 0, 0], atol=5e-4)
 
 
 def _feed(writer, rewards, terminal_at_end):
@@ -76,7 +117,7 @@ def test_time_limit_keeps_bootstrapping():
 def _random_batch(gen, reward_scale: float = 1.0):
     lo, hi = (torch.tensor(x, dtype=torch.float32) for x in joint_limits())
     base = lo + (hi - lo) * torch.rand(16, 8, generator=gen)
-    return {"obs": torch.randn(16, 3, generator=gen), "base": base, "action": base,
+    return {"obs": torch.randn(16, 3, generator=gen), "base": base, "action": torch.zeros(16, 8),
             "reward": reward_scale * torch.rand(16, generator=gen), "next_obs": torch.randn(16, 3, generator=gen),
             "next_base": base, "discount": torch.full((16,), 0.9)}
 
@@ -86,13 +127,13 @@ def test_ensemble_target_is_the_min_over_the_sampled_pair():
     learner = Learner(3, cfg, default_normalizer(3), seed=SEEDS[0])
     batch = _random_batch(torch.Generator().manual_seed(SEEDS[1]))
     with torch.no_grad():
-        next_action = learner.actor_target(batch["next_obs"], batch["next_base"])
-        q = learner.critic_target(batch["next_obs"], batch["next_base"], next_action)  # (5, 16)
+        next_correction = learner.actor_target.raw(batch["next_obs"], batch["next_base"])
+        q = learner.critic_target(batch["next_obs"], batch["next_base"], next_correction)  # (5, 16)
     for pair in ([0, 3], [4, 1]):
         expected = batch["reward"] + 0.9 * torch.minimum(q[pair[0]], q[pair[1]])
         torch.testing.assert_close(learner.td_target(batch, pair), expected)
     all_min = batch["reward"] + 0.9 * q.min(0).values
-    assert not torch.allclose(learner.td_target(batch, [0, 3]), all_min)  # a pair, not all heads
+    assert not torch.allclose(learner.td_target(batch, [4, 1]), all_min)  # a pair, not all heads
 
 
 def test_td_targets_stay_in_the_sparse_return_range():
@@ -151,3 +192,10 @@ def test_train_residual_flags_map_onto_the_config():
     assert tc.algo.residual_scale == (0.15,) * 7 + (0.04,)
     assert (tc.algo.exploration_noise, tc.algo.warmup_steps, tc.algo.critic_warmup_updates) == (0.3, 500, 50)
     assert (tc.algo.n_step, tc.algo.utd_ratio, tc.algo.residual_penalty) == (5, 4, 0.01)
+    task = residual_cli.train_config(parser.parse_args(["--base", "hold", "--task", "lift", "--residual-space", "task"]))
+    assert task.algo.residual_scale == DEFAULT_SCALE["task"] and task.algo.correction_dim == 4
+    task = residual_cli.train_config(parser.parse_args(
+        ["--base", "hold", "--task", "lift", "--residual-space", "task", "--residual-scale", "0.05", "0.01",
+         "--actor-lr", "1e-5", "--critic-lr", "2e-4", "--gamma", "0.995"]))
+    assert task.algo.residual_scale == (0.05,) * 3 + (0.01,)
+    assert (task.algo.actor_lr, task.algo.critic_lr, task.algo.gamma) == (1e-5, 2e-4, 0.995)

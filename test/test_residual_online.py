@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from robot_rl.data.replay import ReplayBuffer
-from robot_rl.policies.residual.config import ResidualConfig
+from robot_rl.policies.residual.config import DEFAULT_SCALE, ResidualConfig
 from robot_rl.policies.residual.model import ResidualActor, ResidualPolicy, default_normalizer
-from robot_rl.policies.residual.online import CHECKPOINT, REPLAY, OnlineResidual, residual_action
+from robot_rl.policies.residual.online import CHECKPOINT, REPLAY, OnlineResidual
 from robot_rl.sim.arm import HOME_QPOS, joint_limits
 from ros_helpers import wait_for
 
@@ -50,19 +50,19 @@ def test_a_zero_residual_passes_the_base_through_bit_for_bit():
     actor = ResidualActor(5, cfg, default_normalizer(5))
     rng = np.random.default_rng(SEEDS[0])
     for base in (HOME_QPOS, lo + (hi - lo) * rng.random(8), lo + (hi - lo) * rng.random(8)):
-        out = residual_action(actor, rng.normal(size=5), base)
+        out = ResidualPolicy(None, actor, cfg).step(rng.normal(size=5), base)
         assert out.dtype == np.float64
         np.testing.assert_array_equal(out, base)
-    out = residual_action(wild(actor), rng.normal(size=5), hi + 1.0)  # clipped to the actor's limits
+    out = ResidualPolicy(None, wild(actor), cfg).step(rng.normal(size=5), hi + 1.0)  # clipped to the actor's limits
     assert np.all(out <= hi + 1e-6) and np.all(out >= lo - 1e-6)
 
 
 def feed(o: OnlineResidual, ticks, success_at=(), rng=None):
-    """One control tick per time step in `ticks`: obs = [t, t], executed action = the base."""
+    """One control tick per time step in `ticks`: obs = [t, t], executed: the base + half a correction."""
     for t in ticks:
         obs = np.array([t, t], np.float32)
         o.observe(t * 0.1, obs, HOME_QPOS, float(t in success_at), t in success_at)
-        o.executed(t * 0.1, obs, HOME_QPOS, HOME_QPOS)
+        o.executed(t * 0.1, obs, HOME_QPOS, HOME_QPOS + 0.5 * np.asarray(DEFAULT_SCALE["joint"]))
 
 
 def test_transitions_chain_consecutive_ticks_and_end_at_gaps_successes_and_episodes(online, tmp_path):
@@ -80,7 +80,7 @@ def test_transitions_chain_consecutive_ticks_and_end_at_gaps_successes_and_episo
     np.testing.assert_allclose(d["next_obs"][:, 0], [2, 3, 3, 7, 7, 21])
     np.testing.assert_allclose(d["reward"], [0, 0, 0, GAMMA, 1, 0], rtol=1e-6)
     np.testing.assert_allclose(d["discount"], [GAMMA**2, GAMMA**2, GAMMA, 0, 0, GAMMA], rtol=1e-6)
-    np.testing.assert_allclose(d["action"], np.tile(HOME_QPOS, (6, 1)), rtol=1e-6)
+    np.testing.assert_allclose(d["action"], 0.5, rtol=1e-5)  # stored as corrections, in scale units
     assert checkpoint == tmp_path / "out" / CHECKPOINT and replay == tmp_path / "out" / REPLAY
     assert json.loads((checkpoint / "config.json").read_text())["env_steps"] == 6
     ResidualPolicy.from_checkpoint(checkpoint)

@@ -16,14 +16,16 @@ FIELDS = ("obs", "base", "action", "reward", "next_obs", "next_base", "discount"
 
 
 class ReplayBuffer:
-    def __init__(self, capacity: int, obs_dim: int, action_dim: int):
+    def __init__(self, capacity: int, obs_dim: int, action_dim: int, correction_dim: int | None = None):
+        """`action_dim` wide base actions; `correction_dim` (default the same) wide actions, which
+        residual RL stores as corrections to the base (policies/residual/space.py)."""
         self.capacity = capacity
         self.size = 0
         self._next = 0
         self.data = {
             "obs": np.zeros((capacity, obs_dim), np.float32),
             "base": np.zeros((capacity, action_dim), np.float32),
-            "action": np.zeros((capacity, action_dim), np.float32),
+            "action": np.zeros((capacity, correction_dim or action_dim), np.float32),
             "reward": np.zeros(capacity, np.float32),
             "next_obs": np.zeros((capacity, obs_dim), np.float32),
             "next_base": np.zeros((capacity, action_dim), np.float32),

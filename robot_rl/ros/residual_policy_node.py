@@ -48,8 +48,9 @@ from robot_rl.errors import ConfigError, DataError
 from robot_rl.policies.chunk_executor import ChunkExecutor
 from robot_rl.policies.features import state_vector
 from robot_rl.policies.residual.config import ResidualConfig
-from robot_rl.policies.residual.model import ResidualActor, ResidualPolicy, default_normalizer
-from robot_rl.policies.residual.online import OnlineResidual, residual_action
+from robot_rl.policies.residual.model import ResidualActor, ResidualPolicy, default_normalizer, residual_normalizer
+from robot_rl.policies.residual.space import space_for
+from robot_rl.policies.residual.online import OnlineResidual
 from robot_rl.ros import msgs
 from robot_rl.ros.base_node import BaseNode
 from robot_rl.ros.control_ticks import ControlTicks
@@ -84,6 +85,7 @@ class ResidualPolicyConfig:
     batch_size: int = field(default=-1, metadata={"help": "learn: batch size; -1: the checkpoint's"})
     utd_ratio: int = field(default=-1, metadata={"help": "learn: updates per transition; -1: the checkpoint's"})
     exploration_noise: float = field(default=-1.0, metadata={"help": "learn: noise std in units of residual_scale; -1: the checkpoint's"})
+    residual_space: str = field(default="", metadata={"help": "learn without residual_checkpoint: joint or task (held TCP offset); empty: ResidualConfig's default"})
     demo_dataset: str = field(default="", metadata={"help": "learn: demonstrations for the demo buffer (needs base_checkpoint)"})
     base_checkpoint: str = field(default="", metadata={"help": "the base as a policy, to relabel demo_dataset: a checkpoint folder, expert:<task> or hold"})
     seed: int = field(default=0, metadata={"help": "seed of the exploration noise and the networks"})
@@ -99,10 +101,15 @@ class ResidualPolicyConfig:
             raise ConfigError("sync_tolerance must be >= 0, checkpoint_every and torch_threads >= 1")
         if self.reward not in ("success", "reward"):
             raise ConfigError(f"reward must be success or reward, got {self.reward!r}")
+        if self.residual_space and self.residual_checkpoint:
+            raise ConfigError("residual_space is the checkpoint's: set it only to learn without residual_checkpoint")
 
     def overrides(self) -> dict:
         """The learning knobs set here (not -1), for dataclasses.replace on the ResidualConfig."""
-        return {k: getattr(self, k) for k in OVERRIDES if getattr(self, k) >= 0}
+        knobs = {k: getattr(self, k) for k in OVERRIDES if getattr(self, k) >= 0}
+        if self.residual_space:  # its own default scale: the sizes differ between spaces
+            knobs.update(residual_space=self.residual_space, residual_scale=())
+        return knobs
 
 
 def chunk_on_grid(times: np.ndarray, actions: np.ndarray, dt: float) -> np.ndarray:
@@ -133,6 +140,7 @@ class ResidualPolicyNode(BaseNode):
         except (ConfigError, ValueError) as e:
             raise ConfigError(f"node residual_policy: {e}") from e
         self.obs_keys = self.cfg.obs_keys if (self.policy or c.learn) else ("joint_pos",)
+        self._features = space_for(self.cfg).feature_dim  # appended to the state vector by the residual
         unknown = [k for k in self.obs_keys if k not in OBS_KEYS]
         if unknown:
             raise ConfigError(f"{c.residual_checkpoint or 'residual config'}: no topic provides the observation keys {unknown}")
@@ -184,7 +192,8 @@ class ResidualPolicyNode(BaseNode):
         """No checkpoint: a zero residual, observations standardised with the demos' statistics."""
         flat, _ = self._demos[0].concat_episodes(self.obs_keys)
         src = np.concatenate([flat[k].reshape(len(flat[k]), -1) for k in self.obs_keys], 1)
-        return ResidualActor(src.shape[1], self.cfg, default_normalizer(src.shape[1], src.mean(0), src.std(0) + 1e-2))
+        norm = residual_normalizer(self.cfg, src)
+        return ResidualActor(len(norm.obs_mean), self.cfg, norm)
 
     def _start_learning(self, actor: ResidualActor) -> None:
         c = self.config
@@ -205,6 +214,8 @@ class ResidualPolicyNode(BaseNode):
         self._guard_needs_reference = True
         if self.online is not None:
             self.online.end_episode()
+        if self.policy is not None:
+            self.policy.space.reset()  # task space: the held offset belongs to one episode
         self.get_logger().info(f"reset: {reason}")
 
     # ------------------------------------------------------------------ callbacks
@@ -318,9 +329,10 @@ class ResidualPolicyNode(BaseNode):
             self._hold(f"the base action for the tick at {t:.3f} came after max_age")
             return
         if self.online is None and c.learn:  # no checkpoint, no demos: the first observation sizes it
-            self._start_learning(ResidualActor(len(vec), self.cfg, default_normalizer(len(vec))))
+            dim = len(vec) + self._features
+            self._start_learning(ResidualActor(dim, self.cfg, default_normalizer(dim)))
         actor = self.online.actor if self.online else (self.policy.actor if self.policy else None)
-        if actor is not None and len(vec) != actor.norm.obs_mean.numel():
+        if actor is not None and len(vec) + self._features != actor.norm.obs_mean.numel():
             self._warn_once("dim", f"the observation {list(self.obs_keys)} has {len(vec)} values, the residual "
                             f"expects {actor.norm.obs_mean.numel()} (a different task?): holding", error=True)
             return
@@ -328,7 +340,7 @@ class ResidualPolicyNode(BaseNode):
             self.online.observe(t, vec, base, reward, success)  # closes the previous transition
             action = self.online.act(vec, base)
         elif self.policy is not None:
-            action = residual_action(self.policy.actor, vec, base)
+            action = self.policy.step(vec, base)
         else:
             action = base
         result = self.guard.apply(action, JOINT_NAMES)

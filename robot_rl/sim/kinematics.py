@@ -60,6 +60,13 @@ class ArmKinematics:
         mujoco.mju_mat2Quat(quat, rot.reshape(-1))
         return pos, quat
 
+    def position_jacobian(self, q_arm: np.ndarray) -> np.ndarray:
+        """(3, 7) d(TCP position)/d(arm joints) at `q_arm`."""
+        self.fk(q_arm)
+        mujoco.mj_comPos(self.model, self.data)
+        mujoco.mj_jacSite(self.model, self.data, self._jacp, None, self._site)
+        return self._jacp[:, self._dadr].copy()
+
     def ik(self, q_seed: np.ndarray, pos: np.ndarray, rot: np.ndarray, iterations: int = 30,
            damping: float = 0.05, tol: float = 1e-4, posture_gain: float = 0.1) -> np.ndarray:
         """Damped least-squares IK from `q_seed`, pulled towards the home posture in the null space."""

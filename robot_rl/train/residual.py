@@ -22,7 +22,8 @@ from robot_rl.data.replay import NStepWriter, ReplayBuffer, sample_symmetric
 from robot_rl.policies.hlgauss import HLGauss
 from robot_rl.policies.residual.config import ResidualConfig
 from robot_rl.policies.features import state_vector
-from robot_rl.policies.residual.model import ResidualActor, ResidualCritic, ResidualPolicy, default_normalizer
+from robot_rl.policies.residual.model import ResidualActor, ResidualCritic, ResidualPolicy, residual_normalizer
+from robot_rl.policies.residual.space import space_for
 from robot_rl.sim.env import ArmEnv
 from robot_rl.sim.rollout import evaluate
 
@@ -54,23 +55,22 @@ class Learner:
         self.actor_opt = torch.optim.Adam(self.actor.net.parameters(), lr=cfg.actor_lr)
         self.critic_opt = torch.optim.Adam(self.critic.ensemble.parameters(), lr=cfg.critic_lr)
         self.hl = HLGauss(cfg.v_min, cfg.v_max, cfg.hl_bins) if cfg.hl_gauss else None
-        self.online = ReplayBuffer(cfg.buffer_size, obs_dim, cfg.action_dim)
-        self.demos = ReplayBuffer(cfg.buffer_size, obs_dim, cfg.action_dim)
+        self.online = ReplayBuffer(cfg.buffer_size, obs_dim, cfg.action_dim, cfg.correction_dim)
+        self.demos = ReplayBuffer(cfg.buffer_size, obs_dim, cfg.action_dim, cfg.correction_dim)
         self.updates = 0
         self.stats = {"critic_loss": float("nan"), "actor_loss": float("nan"), "q_mean": float("nan")}
 
-    def q_values(self, critic, obs, base, action) -> torch.Tensor:
-        out = critic(obs, base, action)
+    def q_values(self, critic, obs, base, correction) -> torch.Tensor:
+        out = critic(obs, base, correction)
         return self.hl.to_scalar(out) if self.hl is not None else out
 
     @torch.no_grad()
     def td_target(self, b: dict, pair) -> torch.Tensor:
-        """n-step TD3 target: smoothed target-actor action, min over the critic pair `pair`."""
+        """n-step TD3 target: smoothed target-actor correction, min over the critic pair `pair`."""
         cfg = self.cfg
         noise = (torch.randn_like(b["action"]) * cfg.target_noise).clamp(-cfg.noise_clip, cfg.noise_clip)
-        raw_next = (self.actor_target.raw(b["next_obs"], b["next_base"]) + noise).clamp(-1, 1)
-        next_action = self.actor_target.compose(b["next_base"], raw_next)
-        q_next = self.q_values(self.critic_target, b["next_obs"], b["next_base"], next_action)
+        next_correction = (self.actor_target.raw(b["next_obs"], b["next_base"]) + noise).clamp(-1, 1)
+        q_next = self.q_values(self.critic_target, b["next_obs"], b["next_base"], next_correction)
         target = b["reward"] + b["discount"] * torch.minimum(q_next[pair[0]], q_next[pair[1]])
         # A sparse 0/1 reward bounds every return to [v_min, v_max]: a target outside is bootstrap
         # error, and letting it through feeds the overestimation the actor then exploits.
@@ -94,7 +94,7 @@ class Learner:
 
         if train_actor and self.updates % cfg.actor_delay == 0:
             pre = self.actor.pre(b["obs"], b["base"])
-            q_pi = self.q_values(self.critic, b["obs"], b["base"], self.actor.compose(b["base"], torch.tanh(pre)))
+            q_pi = self.q_values(self.critic, b["obs"], b["base"], torch.tanh(pre))
             actor_loss = -q_pi.mean() + cfg.residual_penalty * pre.pow(2).mean()  # Q: mean over members
             self.actor_opt.zero_grad(set_to_none=True)
             actor_loss.backward()
@@ -106,20 +106,15 @@ class Learner:
                 for p, p_t in zip(net.parameters(), tgt.parameters()):
                     p_t.lerp_(p, cfg.tau)
 
-    @torch.no_grad()
-    def explore(self, obs_vec: np.ndarray, base: np.ndarray, noise_std: float, use_actor: bool = True) -> np.ndarray:
-        """Actor action (or the bare base during warm-up) plus Gaussian noise in residual units."""
-        o, b = torch.from_numpy(obs_vec)[None], torch.from_numpy(base)[None]
-        raw = noise_std * torch.randn(1, self.cfg.action_dim)
-        if use_actor:
-            raw += self.actor.raw(o, b)
-        return self.actor.compose(b, raw.clamp(-1, 1))[0].numpy()
+    def explore(self, state: np.ndarray, base: np.ndarray, noise_std: float, use_actor: bool = True) -> np.ndarray:
+        """The actor's correction (zero during warm-up) plus Gaussian noise, in correction units."""
+        return self.actor.correction(state, base, noise_std * self.rng.standard_normal(self.cfg.correction_dim), use_actor)
 
 
 def relabel_demos(learner: Learner, dataset, base, cfg: ResidualConfig, successful_only: bool = True) -> int:
     """Demonstrations into the demo buffer with base actions recomputed by running the base."""
     writer = NStepWriter(learner.demos, cfg.n_step, cfg.gamma)
-    count = 0
+    space, count = space_for(cfg), 0
     for i in range(dataset.num_episodes):
         if successful_only and not dataset.success[i]:
             continue
@@ -129,9 +124,13 @@ def relabel_demos(learner: Learner, dataset, base, cfg: ResidualConfig, successf
         obs_seq = [{k: ep[k][t] for k in cfg.obs_keys} for t in range(steps)]
         bases = [np.asarray(base.act({k: ep[k][t] for k in ep}), np.float32) for t in range(steps)]
         vecs = [state_vector(o, cfg.obs_keys) for o in obs_seq]
+        space.reset()
         for t in range(steps - 1):  # the last step's successor state is not stored: end there
             last = t == steps - 2
-            writer.step(vecs[t], bases[t], ep["action"][t], ep["reward"][t], vecs[t + 1], bases[t + 1],
+            state = np.concatenate([vecs[t], space.features()])
+            correction = space.follow(bases[t], ep["action"][t])  # the offset the demo holds, in task space
+            writer.step(state, bases[t], correction, ep["reward"][t], np.concatenate([vecs[t + 1], space.features()]),
+                        bases[t + 1],
                         terminal=bool(ep["success"][t]), episode_end=last or bool(ep["success"][t]))
             count += 1
             if ep["success"][t]:
@@ -148,46 +147,58 @@ def train(tc: ResidualTrainConfig, make_base, demos=None, progress: bool = True)
     base, eval_base = make_base(), make_base()
     obs, _ = env.reset(seed=tc.seed)
     base.reset(seed=tc.seed)
-    obs_dim = len(state_vector(obs, cfg.obs_keys))
-    stats_src = [state_vector(obs, cfg.obs_keys)]
+    states = state_vector(obs, cfg.obs_keys)
     if demos is not None and demos.num_episodes:
         flat, _ = demos.concat_episodes(cfg.obs_keys)
-        stats_src = [np.concatenate([flat[k].reshape(len(flat[k]), -1) for k in cfg.obs_keys], 1)]
-    src = np.concatenate([np.atleast_2d(s) for s in stats_src])
-    learner = Learner(obs_dim, cfg, default_normalizer(obs_dim, src.mean(0), src.std(0) + 1e-2), tc.seed)
+        states = np.concatenate([flat[k].reshape(len(flat[k]), -1) for k in cfg.obs_keys], 1)
+    norm = residual_normalizer(cfg, states)
+    learner = Learner(len(norm.obs_mean), cfg, norm, tc.seed)
     if demos is not None:
         print(f"relabelled {relabel_demos(learner, demos, make_base(), cfg)} demo transitions with the base")
     writer = NStepWriter(learner.online, cfg.n_step, cfg.gamma)
     eval_policy = ResidualPolicy(eval_base, learner.actor, cfg)
     eval_seeds = range(tc.eval_seed, tc.eval_seed + tc.eval_episodes)
     rows, start, episode = [], time.perf_counter(), 0
+    explored = []  # successes of the training (exploring) episodes since the last evaluation
 
     def run_eval(step: int) -> None:
         learner.actor.eval()
         result = evaluate(tc.task, eval_policy, eval_seeds, progress=False)
         learner.actor.train()
+        train_success = float(np.mean(explored)) if explored else float("nan")
         rows.append({"env_steps": step, "wall_s": round(time.perf_counter() - start, 1),
-                     "success": result["success_rate"], "updates": learner.updates, **learner.stats})
+                     "success": result["success_rate"], "train_success": train_success, "updates": learner.updates,
+                     **learner.stats})
+        explored.clear()
         bar.write(f"{out.name} step {step}: success {result['success_rate']:.2f} ({tc.eval_episodes} episodes, "
-                  f"{rows[-1]['wall_s']:.0f} s)")
+                  f"{rows[-1]['wall_s']:.0f} s; exploring {train_success:.2f})")
 
     bar = tqdm(range(1, tc.total_env_steps + 1), desc=f"residual {tc.task}", disable=not progress)
     run_eval(0)
-    vec, base_action = state_vector(obs, cfg.obs_keys), np.asarray(base.act(obs), np.float32)
+    space = space_for(cfg)  # the training episodes' correction state (task space: the held offset)
+
+    def state(o: dict) -> np.ndarray:
+        return np.concatenate([state_vector(o, cfg.obs_keys), space.features()])
+
+    vec, base_action = state(obs), np.asarray(base.act(obs), np.float32)
     for step in bar:
         warm = step <= cfg.warmup_steps
         # Warm-up rollouts are the base plus small noise; then the actor plus exploration noise.
-        action = learner.explore(vec, base_action, cfg.exploration_noise * (0.5 if warm else 1.0), use_actor=not warm)
+        noise = cfg.exploration_noise * (0.5 if warm else 1.0)
+        action = space.command(base_action, learner.explore(vec, base_action, noise, use_actor=not warm))
         next_obs, _, terminated, truncated, info = env.step(action)
-        next_vec = state_vector(next_obs, cfg.obs_keys)
+        correction = space.follow(base_action, action)
+        next_vec = state(next_obs)
         next_base = np.asarray(base.act(next_obs), np.float32)
-        writer.step(vec, base_action, action, info["sparse_reward"], next_vec, next_base,
+        writer.step(vec, base_action, correction, info["sparse_reward"], next_vec, next_base,
                     terminal=terminated, episode_end=terminated or truncated)
         if terminated or truncated:
             episode += 1
+            explored.append(float(terminated))
             next_obs, _ = env.reset(seed=tc.seed + episode)
             base.reset(seed=tc.seed + episode)  # the base's chunk queue must not cross episodes
-            next_vec, next_base = state_vector(next_obs, cfg.obs_keys), np.asarray(base.act(next_obs), np.float32)
+            space.reset()
+            next_vec, next_base = state(next_obs), np.asarray(base.act(next_obs), np.float32)
         vec, base_action = next_vec, next_base
         if not warm and learner.online.size + learner.demos.size >= cfg.batch_size:
             for _ in range(cfg.utd_ratio):

@@ -6,12 +6,22 @@ from dataclasses import asdict, dataclass, field
 from robot_rl.errors import ConfigError
 
 
+# arm joints 0.08 rad; the held TCP offset 5 mm per step (with offset_decay 0.9: at most 5 cm
+# held by a constant correction); gripper finger 2 cm
+DEFAULT_SCALE = {"joint": (0.08,) * 7 + (0.02,), "task": (0.005,) * 3 + (0.02,)}
+
+
 @dataclass
 class ResidualConfig:
     obs_keys: tuple[str, ...] = ("joint_pos", "joint_vel", "ee_pos", "object_poses")
     action_dim: int = 8
-    # Largest correction per joint: rad for the 7 arm joints, metres for the gripper finger.
-    residual_scale: tuple[float, ...] = (0.08,) * 7 + (0.02,)
+    # 'joint': a correction per joint target; 'task': a TCP displacement + the finger (space.py).
+    residual_space: str = "joint"
+    # Largest correction per step, one per correction value: rad per arm joint (joint space) or
+    # metres along x, y, z (task space), then metres for the gripper finger. Empty: DEFAULT_SCALE.
+    residual_scale: tuple[float, ...] = ()
+    max_offset: float = 0.08      # task space: the largest TCP offset the residual may hold, m per axis
+    offset_decay: float = 0.9     # task space: the held offset is multiplied by this every step (< 1: it leaks)
     # 128 wide: a 10-member 256-wide ensemble update costs ~4x more on a 2-core CPU (bench/residual_efficiency.py).
     actor_hidden: int = 128
     actor_layers: int = 2
@@ -43,15 +53,25 @@ class ResidualConfig:
 
     def __post_init__(self):
         self.obs_keys = tuple(self.obs_keys)
-        self.residual_scale = tuple(float(s) for s in self.residual_scale)
-        if len(self.residual_scale) != self.action_dim:
-            raise ConfigError(f"residual_scale has {len(self.residual_scale)} entries, action_dim is {self.action_dim}")
+        if self.residual_space not in DEFAULT_SCALE:
+            raise ConfigError(f"residual_space must be one of {sorted(DEFAULT_SCALE)}, not {self.residual_space!r}")
+        self.residual_scale = tuple(float(s) for s in self.residual_scale or DEFAULT_SCALE[self.residual_space])
+        if len(self.residual_scale) != self.correction_dim:
+            raise ConfigError(f"residual_scale has {len(self.residual_scale)} entries; a {self.residual_space}-space "
+                              f"correction has {self.correction_dim}")
+        if not self.max_offset > 0 or not 0 < self.offset_decay <= 1:
+            raise ConfigError("residual config needs max_offset > 0 and offset_decay in (0, 1]")
         if self.n_step < 1 or not 0 < self.gamma <= 1 or not 0 < self.tau <= 1:
             raise ConfigError("residual config needs n_step >= 1, gamma in (0, 1], tau in (0, 1]")
         if self.num_critics < 2:
             raise ConfigError("residual config needs num_critics >= 2 (the target is a min over a pair)")
         if self.utd_ratio < 1 or self.actor_delay < 1 or self.batch_size < 2:
             raise ConfigError("residual config needs utd_ratio >= 1, actor_delay >= 1, batch_size >= 2")
+
+    @property
+    def correction_dim(self) -> int:
+        """Values in one correction: every joint target, or TCP x, y, z + the finger."""
+        return self.action_dim if self.residual_space == "joint" else 4
 
     def to_dict(self) -> dict:
         return asdict(self)

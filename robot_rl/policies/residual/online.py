@@ -28,43 +28,23 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import torch
 
 from robot_rl.data.dataset import fsync_path
 from robot_rl.data.replay import NStepWriter
 from robot_rl.policies.residual.config import ResidualConfig
 from robot_rl.policies.residual.model import ResidualActor, ResidualPolicy
-from robot_rl.sim.arm import joint_limits
+from robot_rl.policies.residual.space import space_for
 
 END = "end"  # queue marker: the chain of consecutive ticks broke here
 CHECKPOINT, REPLAY = "checkpoint", "replay.npz"
 
 
-@torch.inference_mode()
-def residual_action(actor: ResidualActor, obs: np.ndarray, base: np.ndarray,
-                    noise: np.ndarray | None = None, use_actor: bool = True) -> np.ndarray:
-    """clip(base + scale * clamp(tanh(f(o, base)) + noise, -1, 1)), the sum in float64.
-
-    The actor's own `compose` in float64, clipped to the arm's float64 joint limits (the actor
-    keeps them as float32): a zero residual passes the base through bit for bit.
-    """
-    base = np.asarray(base, np.float64)
-    raw = np.zeros_like(base)
-    if use_actor:
-        o = torch.from_numpy(np.asarray(obs, np.float32))[None]
-        b = torch.from_numpy(base.astype(np.float32))[None]
-        raw = actor.raw(o, b)[0].double().numpy()
-    if noise is not None:
-        raw = np.clip(raw + noise, -1.0, 1.0)
-    return np.clip(base + actor.scale.double().numpy() * raw, *joint_limits())
-
-
 @dataclass
 class _Tick:
     t: float
-    obs: np.ndarray
+    obs: np.ndarray         # the residual's state (state vector + correction-space features)
     base: np.ndarray
-    action: np.ndarray
+    correction: np.ndarray
 
 
 class OnlineResidual:
@@ -81,6 +61,7 @@ class OnlineResidual:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.checkpoint_every, self.seed, self.demos, self.log = checkpoint_every, seed, demos, log
         self.rng = np.random.default_rng(seed)
+        self.space = space_for(cfg)  # control thread: the correction state of the running episode
         self.lock = threading.Lock()  # the snapshot's weights
         self.steps = 0  # transitions recorded (control thread): decides the warm-up exploration
         self.updates = 0
@@ -101,29 +82,37 @@ class OnlineResidual:
         """Learner.explore on the snapshot: base + half noise during warm-up, then actor + noise."""
         cfg = self.cfg
         warm = self.steps < cfg.warmup_steps
-        noise = cfg.exploration_noise * (0.5 if warm else 1.0) * self.rng.standard_normal(cfg.action_dim)
+        noise = cfg.exploration_noise * (0.5 if warm else 1.0) * self.rng.standard_normal(cfg.correction_dim)
         with self.lock:
-            return residual_action(self.actor, obs, base, noise, use_actor=not warm)
+            correction = self.actor.correction(self.state(obs), base, noise, use_actor=not warm)
+        return self.space.command(base, correction)
+
+    def state(self, obs: np.ndarray) -> np.ndarray:
+        """The residual's observation: the state vector and the correction space's features."""
+        return np.concatenate([np.asarray(obs, np.float32), self.space.features()])
 
     def observe(self, t: float, obs: np.ndarray, base: np.ndarray, reward: float, success: bool) -> None:
         """The tick at `t` closes the previous tick's transition, if that tick was the one before."""
         prev, self._prev = self._prev, None
         consecutive = prev is not None and abs(t - prev.t - self.dt) < self.dt / 2
         if consecutive and np.all(np.isfinite(obs)) and np.all(np.isfinite(base)):
-            self._push((prev.obs, prev.base, prev.action, float(reward), obs, base, bool(success)))
+            self._push((prev.obs, prev.base, prev.correction, float(reward), self.state(obs), base, bool(success)))
             self.steps += 1
         else:
             self._push(END)
         self._success = bool(success)
 
     def executed(self, t: float, obs: np.ndarray, base: np.ndarray, action: np.ndarray) -> None:
-        """The command sent for the tick at `t` (after the guard): what the arm really did."""
+        """The command sent for the tick at `t` (after the guard): what the arm really did, recorded
+        as the correction it made (and, in task space, the offset it now holds)."""
+        state = self.state(obs)
+        correction = self.space.follow(base, action)
         if not self._success:
-            self._prev = _Tick(t, np.asarray(obs, np.float32), np.asarray(base, np.float32),
-                               np.asarray(action, np.float32))
+            self._prev = _Tick(t, state, np.asarray(base, np.float32), correction)
 
     def end_episode(self) -> None:
         self._prev, self._success = None, False
+        self.space.reset()
         self._push(END)
 
     def _push(self, item) -> None:

@@ -1,0 +1,94 @@
+"""Where the residual acts: on each joint target, or as a held TCP offset (task space).
+
+Joint space: correction c (8 values) -> a = clip(a_base + scale * c), forgotten the next step.
+Task space: c = (dx, dy, dz, grip). The residual holds a TCP offset o for the episode (0 at the
+start): o <- clip(decay * o + scale * (dx, dy, dz), +-max_offset), every base target is moved by
+the damped least-squares joint step that displaces its TCP by o, and grip moves the finger.
+
+Why hold an offset: the base commands absolute joint targets, so a one-step joint correction is
+undone by the base's next target, and its effect on the outcome (the critic's action gap) stays
+small unless the actor repeats it. A held offset keeps each correction, as a residual on a
+delta-pose base does (ResFiT); o is then part of the residual's state (`features`, appended to
+its observation). A pure integrator (decay 1) also keeps any bias of an early actor: on lift it
+drifted to the offset limit and success fell (0.54 -> 0.30); decay < 1 lets the offset leak back.
+
+Learning happens in correction units: the buffers store `follow(base, executed)`, the critic
+scores corrections, and only `command` touches the arm's joints.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from robot_rl.sim.arm import joint_limits
+
+SPACES = ("joint", "task")
+CORRECTION_CLIP = 3.0  # demonstrations can sit far from the base; keep their corrections bounded
+DAMPING = 1e-3         # damped least squares; J J+ stays ~I away from singular postures
+
+
+class CorrectionSpace:
+    def __init__(self, kind: str, scale, max_offset: float = 0.08, offset_decay: float = 1.0):
+        if kind not in SPACES:
+            raise ValueError(f"residual_space must be one of {SPACES}, not {kind!r}")
+        self.kind = kind
+        self.scale = np.asarray(scale, np.float64)
+        self.max_offset = max_offset
+        self.decay = offset_decay
+        self.low, self.high = joint_limits()
+        self.offset = np.zeros(3)
+        self._kinematics = None
+
+    @property
+    def dim(self) -> int:
+        return len(self.scale)
+
+    @property
+    def feature_dim(self) -> int:
+        return 3 if self.kind == "task" else 0
+
+    def reset(self) -> None:
+        """A new episode: no offset."""
+        self.offset = np.zeros(3)
+
+    def features(self) -> np.ndarray:
+        """The residual's own state, appended to its observation: the offset in max_offset units."""
+        return (self.offset / self.max_offset).astype(np.float32)[: self.feature_dim]
+
+    def _jacobian(self, base: np.ndarray) -> np.ndarray:
+        if self._kinematics is None:
+            from robot_rl.sim.kinematics import ArmKinematics
+
+            self._kinematics = ArmKinematics()
+        return self._kinematics.position_jacobian(base[:7])
+
+    def command(self, base, correction) -> np.ndarray:
+        """Joint targets (float64, within the joint limits) for a correction in [-1, 1] units.
+        Reads the offset, does not move it: `follow` does, with what was really executed."""
+        base = np.asarray(base, np.float64)
+        step = self.scale * np.asarray(correction, np.float64)
+        if self.kind == "task":
+            offset = np.clip(self.decay * self.offset + step[:3], -self.max_offset, self.max_offset)
+            if not offset.any():
+                return np.clip(base + np.concatenate([np.zeros(7), step[3:]]), self.low, self.high)
+            jac = self._jacobian(base)
+            dq = jac.T @ np.linalg.solve(jac @ jac.T + DAMPING**2 * np.eye(3), offset)
+            step = np.concatenate([dq, step[3:]])
+        return np.clip(base + step, self.low, self.high)
+
+    def follow(self, base, action) -> np.ndarray:
+        """The correction (float32, clipped to +-CORRECTION_CLIP) that an executed action made;
+        in task space the offset becomes the one that action really holds."""
+        base = np.asarray(base, np.float64)
+        delta = np.asarray(action, np.float64) - base
+        if self.kind == "joint":
+            return np.clip(delta / self.scale, -CORRECTION_CLIP, CORRECTION_CLIP).astype(np.float32)
+        held = self._jacobian(base) @ delta[:7] if delta[:7].any() else np.zeros(3)
+        held = np.clip(held, -self.max_offset, self.max_offset)
+        moved = np.concatenate([held - self.decay * self.offset, delta[7:]])
+        self.offset = held
+        return np.clip(moved / self.scale, -CORRECTION_CLIP, CORRECTION_CLIP).astype(np.float32)
+
+
+def space_for(cfg) -> CorrectionSpace:
+    """A fresh CorrectionSpace (state: no offset) for a ResidualConfig."""
+    return CorrectionSpace(cfg.residual_space, cfg.residual_scale, cfg.max_offset, cfg.offset_decay)
