@@ -18,8 +18,7 @@ import multiprocessing as mp
 import sys
 from pathlib import Path
 
-from robot_rl.policies.residual.config import ResidualConfig
-from robot_rl.policies.residual.space import SPACES
+from robot_rl.policies.residual.config import SPACES, ResidualConfig, arm_gripper_scale
 from robot_rl.train.residual import ResidualTrainConfig
 
 
@@ -57,7 +56,7 @@ def main() -> None:
     arm, gripper = args.baseline_scale or ((0.1, 0.04) if args.residual_space == "joint" else
                                            (algo.residual_scale[0], algo.residual_scale[-1]))
     scratch_algo = dataclasses.replace(algo, residual_penalty=0.0,
-                                       residual_scale=(arm,) * (algo.correction_dim - 1) + (gripper,))
+                                       residual_scale=arm_gripper_scale(args.residual_space, arm, gripper))
     baseline = ResidualTrainConfig(out=str(Path(args.out) / "baseline"), algo=scratch_algo, **common)
     print(f"[bench] residual on {args.base} and the from-scratch baseline, {args.env_steps} env steps each, "
           f"evaluated every {args.eval_every} on {args.eval_episodes} episodes", file=sys.stderr, flush=True)

@@ -7,7 +7,8 @@ from robot_rl.data.replay import NStepWriter, ReplayBuffer, sample_symmetric
 from robot_rl.policies.hlgauss import HLGauss
 from robot_rl.policies.residual.config import DEFAULT_SCALE, ResidualConfig
 from robot_rl.policies.residual.model import ResidualActor, ResidualPolicy, default_normalizer
-from robot_rl.policies.residual.space import SPACES, CorrectionSpace, space_for
+from robot_rl.policies.residual.config import SPACES
+from robot_rl.policies.residual.space import CorrectionSpace, space_for
 from robot_rl.sim.arm import HOME_QPOS, joint_limits
 from robot_rl.sim.kinematics import ArmKinematics
 from robot_rl.sim.env import ArmEnv

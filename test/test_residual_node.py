@@ -18,7 +18,8 @@ from trajectory_msgs.msg import JointTrajectory
 from robot_rl.data.replay import ReplayBuffer
 from robot_rl.policies.features import state_vector
 from robot_rl.policies.residual.model import ResidualActor, ResidualPolicy, default_normalizer
-from robot_rl.policies.residual.space import CORRECTION_CLIP, SPACES, space_for
+from robot_rl.policies.residual.config import SPACES
+from robot_rl.policies.residual.space import CORRECTION_CLIP, space_for
 from robot_rl.ros import msgs
 from robot_rl.ros.residual_policy_node import chunk_on_grid
 from robot_rl.sim.arm import HOME_QPOS, JOINT_NAMES, joint_limits

@@ -3,9 +3,24 @@ from __future__ import annotations
 
 import argparse
 
-from robot_rl.policies.residual.config import DEFAULT_SCALE, ResidualConfig
-from robot_rl.policies.residual.space import SPACES
+from robot_rl.policies.residual.config import DEFAULT_SCALE, SPACES, ResidualConfig, arm_gripper_scale
 from robot_rl.train.residual import ResidualTrainConfig, train
+
+# ResidualConfig fields exposed as --flags (type and default from the dataclass), with their help.
+KNOBS = {
+    "num_critics": None,
+    "utd_ratio": None,
+    "n_step": None,
+    "exploration_noise": "Gaussian noise std on the executed action, in units of residual_scale",
+    "warmup_steps": "env steps of base + small-noise rollouts before learning",
+    "critic_warmup_updates": "critic-only updates before the actor moves",
+    "max_offset": "task space: the largest TCP offset the residual may hold, m per axis",
+    "offset_decay": "task space: factor on the held offset every step (< 1: it leaks back to the base)",
+    "residual_penalty": "L2 weight on the actor's pre-tanh correction",
+    "actor_lr": None,
+    "critic_lr": None,
+    "gamma": None,
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,44 +32,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-episodes", type=int, default=ResidualTrainConfig.eval_episodes)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/residual")
-    parser.add_argument("--num-critics", type=int, default=ResidualConfig.num_critics)
-    parser.add_argument("--utd-ratio", type=int, default=ResidualConfig.utd_ratio)
-    parser.add_argument("--n-step", type=int, default=ResidualConfig.n_step)
-    parser.add_argument("--exploration-noise", type=float, default=ResidualConfig.exploration_noise,
-                        help="Gaussian noise std on the executed action, in units of residual_scale")
-    parser.add_argument("--warmup-steps", type=int, default=ResidualConfig.warmup_steps,
-                        help="env steps of base + small-noise rollouts before learning")
-    parser.add_argument("--critic-warmup-updates", type=int, default=ResidualConfig.critic_warmup_updates,
-                        help="critic-only updates before the actor moves")
     parser.add_argument("--residual-space", choices=SPACES, default=ResidualConfig.residual_space,
-                        help="correct each joint target, or displace the TCP (x, y, z) and the finger")
+                        help="correct each joint target, or hold a TCP offset (x, y, z) and correct the finger")
     parser.add_argument("--residual-scale", type=float, nargs=2, metavar=("ARM", "GRIPPER"),
                         help="largest correction per step: rad for each arm joint (joint space) or m along "
                              "x, y, z (task space), and m for the gripper finger; default "
                              + ", ".join(f"{k}: {v[0]} {v[-1]}" for k, v in DEFAULT_SCALE.items()))
-    parser.add_argument("--max-offset", type=float, default=ResidualConfig.max_offset,
-                        help="task space: the largest TCP offset the residual may hold, m per axis")
-    parser.add_argument("--offset-decay", type=float, default=ResidualConfig.offset_decay,
-                        help="task space: factor on the held offset every step (< 1: it leaks back to the base)")
-    parser.add_argument("--residual-penalty", type=float, default=ResidualConfig.residual_penalty,
-                        help="L2 weight on the actor's pre-tanh correction")
-    parser.add_argument("--actor-lr", type=float, default=ResidualConfig.actor_lr)
-    parser.add_argument("--critic-lr", type=float, default=ResidualConfig.critic_lr)
-    parser.add_argument("--gamma", type=float, default=ResidualConfig.gamma)
+    for name, help_text in KNOBS.items():
+        default = getattr(ResidualConfig, name)
+        parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default, help=help_text)
     parser.add_argument("--hl-gauss", action="store_true")
 
 
 def train_config(args: argparse.Namespace) -> ResidualTrainConfig:
-    scale = ()
-    if args.residual_scale:
-        arm, gripper = args.residual_scale
-        scale = (arm,) * (7 if args.residual_space == "joint" else 3) + (gripper,)
-    algo = ResidualConfig(residual_space=args.residual_space, residual_scale=scale, num_critics=args.num_critics,
-                          utd_ratio=args.utd_ratio, n_step=args.n_step,
-                          exploration_noise=args.exploration_noise, warmup_steps=args.warmup_steps,
-                          critic_warmup_updates=args.critic_warmup_updates, residual_penalty=args.residual_penalty,
-                          max_offset=args.max_offset, offset_decay=args.offset_decay, actor_lr=args.actor_lr, critic_lr=args.critic_lr, gamma=args.gamma,
-                          hl_gauss=args.hl_gauss)
+    scale = arm_gripper_scale(args.residual_space, *args.residual_scale) if args.residual_scale else ()
+    algo = ResidualConfig(residual_space=args.residual_space, residual_scale=scale, hl_gauss=args.hl_gauss,
+                          **{name: getattr(args, name) for name in KNOBS})
     return ResidualTrainConfig(task=args.task, total_env_steps=args.total_env_steps, eval_every=args.eval_every,
                                eval_episodes=args.eval_episodes, seed=args.seed, out=args.out, algo=algo)
 

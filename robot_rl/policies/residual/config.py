@@ -9,6 +9,12 @@ from robot_rl.errors import ConfigError
 # arm joints 0.08 rad; the held TCP offset 5 mm per step (with offset_decay 0.9: at most 5 cm
 # held by a constant correction); gripper finger 2 cm
 DEFAULT_SCALE = {"joint": (0.08,) * 7 + (0.02,), "task": (0.005,) * 3 + (0.02,)}
+SPACES = tuple(DEFAULT_SCALE)
+
+
+def arm_gripper_scale(space: str, arm: float, gripper: float) -> tuple[float, ...]:
+    """residual_scale from one arm value (rad per joint, or m per TCP axis) and the finger's."""
+    return (arm,) * (len(DEFAULT_SCALE[space]) - 1) + (gripper,)
 
 
 @dataclass
@@ -53,8 +59,8 @@ class ResidualConfig:
 
     def __post_init__(self):
         self.obs_keys = tuple(self.obs_keys)
-        if self.residual_space not in DEFAULT_SCALE:
-            raise ConfigError(f"residual_space must be one of {sorted(DEFAULT_SCALE)}, not {self.residual_space!r}")
+        if self.residual_space not in SPACES:
+            raise ConfigError(f"residual_space must be one of {SPACES}, not {self.residual_space!r}")
         self.residual_scale = tuple(float(s) for s in self.residual_scale or DEFAULT_SCALE[self.residual_space])
         if len(self.residual_scale) != self.correction_dim:
             raise ConfigError(f"residual_scale has {len(self.residual_scale)} entries; a {self.residual_space}-space "
@@ -71,7 +77,7 @@ class ResidualConfig:
     @property
     def correction_dim(self) -> int:
         """Values in one correction: every joint target, or TCP x, y, z + the finger."""
-        return self.action_dim if self.residual_space == "joint" else 4
+        return len(DEFAULT_SCALE[self.residual_space])
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -85,14 +85,8 @@ class ResidualActor(nn.Module):
 
 
 class ResidualCritic(nn.Module):
-    """Q(o, a_base, c) for every ensemble member: (E, B) values or (E, B, bins) logits.
-
-    The correction c enters in the units the action normaliser gives the executed action: in joint
-    space a fraction of each joint's range (a 0.08 rad correction is ~0.03), in task space as it is.
-    Measured on lift: feeding joint corrections in [-1, 1] units instead lets the actor
-    chase an early, wrong critic, and success fell from 0.54 to 0.30 within 5k env steps; in range
-    units the arm corrections move slowly and the residual improved the base (0.54 -> 0.60-0.70).
-    """
+    """Q(o, a_base, c) for every ensemble member: (E, B) values or (E, B, bins) logits; the
+    correction c enters scaled by its space's `critic_units` (space.py)."""
 
     def __init__(self, obs_dim: int, cfg: ResidualConfig, normalizer: Normalizer):
         super().__init__()
@@ -100,12 +94,7 @@ class ResidualCritic(nn.Module):
         self.ensemble = CriticEnsemble(obs_dim + cfg.action_dim + cfg.correction_dim, cfg.num_critics,
                                        cfg.critic_hidden, cfg.critic_layers, out, layer_norm=True)
         self.norm = normalizer
-        units = torch.tensor(cfg.residual_scale, dtype=torch.float32)
-        if cfg.residual_space == "joint":
-            units = 2 * units / (normalizer.act_high - normalizer.act_low)
-        else:
-            units = torch.ones_like(units)
-        self.register_buffer("units", units)
+        self.register_buffer("units", torch.tensor(space_for(cfg).critic_units(), dtype=torch.float32))
 
     def forward(self, obs, base, correction):
         x = torch.cat([self.norm.obs(obs), self.norm.action(base), correction * self.units], -1)

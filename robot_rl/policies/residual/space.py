@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from robot_rl.policies.residual.config import SPACES
 from robot_rl.sim.arm import joint_limits
 
-SPACES = ("joint", "task")
 CORRECTION_CLIP = 3.0  # demonstrations can sit far from the base; keep their corrections bounded
 DAMPING = 1e-3         # damped least squares; J J+ stays ~I away from singular postures
 
@@ -45,6 +45,15 @@ class CorrectionSpace:
     @property
     def feature_dim(self) -> int:
         return 3 if self.kind == "task" else 0
+
+    def critic_units(self) -> np.ndarray:
+        """Per correction value, the factor the critic sees it with. Joint space: a fraction of
+        the joint's range, as the action normaliser sees an executed action (in [-1, 1] units the
+        actor chased an early critic on lift: 0.54 -> 0.30 success in 5k env steps). Task space:
+        as it is."""
+        if self.kind == "task":
+            return np.ones(self.dim)
+        return 2 * self.scale / (self.high - self.low)
 
     def reset(self) -> None:
         """A new episode: no offset."""
