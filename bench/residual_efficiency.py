@@ -44,6 +44,12 @@ def main() -> None:
     p.add_argument("--out", default="runs/bench_residual")
     p.add_argument("--residual-space", choices=SPACES, default=ResidualConfig.residual_space,
                    help="both learners: correct joint targets, or displace the TCP (x, y, z) and the finger")
+    p.add_argument("--obs-keys", nargs="+", default=list(ResidualConfig.obs_keys),
+                   help="both learners' observation keys, derived ones included (object_rel, target_rel)")
+    p.add_argument("--bc-weight", type=float, default=ResidualConfig.bc_weight,
+                   help="both learners: TD3+BC pull towards the demonstrations' corrections (0: plain RLPD)")
+    p.add_argument("--noise-correlation", type=float, default=ResidualConfig.noise_correlation,
+                   help="both learners: AR(1) correlation of the exploration noise")
     p.add_argument("--baseline-scale", type=float, nargs=2, metavar=("ARM", "GRIPPER"),
                    help="baseline's largest step per control tick: rad per joint (joint space) or m along x, y, z "
                         "(task space), then m for the finger; default joint: 0.1 0.04, task: the residual's")
@@ -51,7 +57,8 @@ def main() -> None:
 
     common = dict(task=args.task, total_env_steps=args.env_steps, eval_every=args.eval_every,
                   eval_episodes=args.eval_episodes)
-    algo = ResidualConfig(residual_space=args.residual_space)
+    algo = ResidualConfig(obs_keys=tuple(args.obs_keys), residual_space=args.residual_space,
+                          bc_weight=args.bc_weight, noise_correlation=args.noise_correlation)
     residual = ResidualTrainConfig(out=str(Path(args.out) / "residual"), algo=algo, **common)
     arm, gripper = args.baseline_scale or ((0.1, 0.04) if args.residual_space == "joint" else
                                            (algo.residual_scale[0], algo.residual_scale[-1]))
@@ -65,7 +72,8 @@ def main() -> None:
         base = pool.apply_async(run_one, (baseline, "hold", args.demos, False))
         r, b = res.get(), base.get()
     result = {"bench": "residual_efficiency", "task": args.task, "base": args.base, "env_steps": args.env_steps,
-              "residual_space": args.residual_space,
+              "residual_space": args.residual_space, "obs_keys": args.obs_keys, "bc_weight": args.bc_weight,
+              "noise_correlation": args.noise_correlation,
               "eval_episodes": args.eval_episodes,
               **{k: r[k] for k in ("base_success", "final_success", "best_success", "env_steps_to_90",
                                    "env_steps_to_95", "wall_s_to_90", "wall_s_to_95", "wall_s")},

@@ -152,6 +152,9 @@ def test_symmetric_sampling_takes_half_from_each_buffer():
             buf.add(obs=[value], base=[0], action=[0], reward=value, next_obs=[0], next_base=[0], discount=1)
     batch = sample_symmetric(online, demos, 10, np.random.default_rng(SEEDS[0]))
     assert (batch["reward"] == 1).sum() == 5 and (batch["reward"] == -1).sum() == 5
+    np.testing.assert_array_equal(batch["demo"].numpy(), (batch["reward"] == -1).numpy())
+    only_online = sample_symmetric(online, ReplayBuffer(8, 1, 1), 6, np.random.default_rng(SEEDS[1]))
+    assert only_online["demo"].sum() == 0 and (only_online["reward"] == 1).all()
 
 
 def test_hl_gauss_round_trip():
@@ -200,3 +203,47 @@ def test_train_residual_flags_map_onto_the_config():
          "--actor-lr", "1e-5", "--critic-lr", "2e-4", "--gamma", "0.995"]))
     assert task.algo.residual_scale == (0.05,) * 3 + (0.01,)
     assert (task.algo.actor_lr, task.algo.critic_lr, task.algo.gamma) == (1e-5, 2e-4, 0.995)
+
+
+@pytest.mark.parametrize("rho", [0.0, 0.9])
+def test_exploration_noise_keeps_its_std_and_holds_deviations_for_about_1_over_1_minus_rho_steps(rho):
+    from robot_rl.policies.residual.noise import ExplorationNoise
+
+    noise = ExplorationNoise(4, rho, np.random.default_rng(SEEDS[0]))
+    noise.reset()
+    x = np.array([noise.sample(0.3) for _ in range(20000)])
+    assert np.allclose(x.std(0), 0.3, rtol=0.1)
+    lag1 = np.mean([np.corrcoef(x[:-1, i], x[1:, i])[0, 1] for i in range(4)])
+    assert abs(lag1 - rho) < 0.03
+
+
+def test_trainer_runs_end_to_end_with_demos_derived_features_and_correlated_noise(tmp_path):
+    """`robot-rl train residual` in miniature: relabelled demos, warm-up, updates, periodic
+    evaluation, curves and a checkpoint that loads onto the base and acts within the limits."""
+    import json
+
+    from robot_rl.data.collect import collect
+    from robot_rl.train.residual import ResidualTrainConfig, train
+
+    demos = collect("reach", tmp_path / "demos", 2, progress=False)
+    algo = ResidualConfig(obs_keys=("joint_pos", "ee_pos", "object_poses", "object_rel", "target_rel"),
+                          actor_hidden=16, critic_hidden=16, num_critics=2, batch_size=16, warmup_steps=40,
+                          critic_warmup_updates=10, noise_correlation=0.8, bc_weight=0.5)
+    tc = ResidualTrainConfig(task="reach", total_env_steps=120, eval_every=60, eval_episodes=2,
+                             out=str(tmp_path / "run"), algo=algo)
+    summary = train(tc, lambda: ScriptedExpert("reach", "medium"), demos, progress=False)
+    assert [r["env_steps"] for r in summary["curve"]] == [0, 60, 120]
+    assert summary["curve"][-1]["updates"] == 2 * (120 - 40)  # utd_ratio 2 after the warm-up
+    for name in ("curves.csv", "curves.png", "summary.json", "checkpoint/model.safetensors"):
+        assert (tmp_path / "run" / name).is_file(), name
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["final_success"] == summary["final_success"]
+    policy = ResidualPolicy.from_checkpoint(tmp_path / "run" / "checkpoint", base=ScriptedExpert("reach", "medium"))
+    assert policy.cfg.obs_keys[-1] == "target_rel" and policy.cfg.noise_correlation == 0.8
+    env = ArmEnv("reach")
+    obs, _ = env.reset(seed=SEEDS[0])
+    policy.reset(seed=SEEDS[0])
+    lo, hi = joint_limits()
+    for _ in range(5):
+        action = policy.act(obs)
+        assert np.all(action >= lo) and np.all(action <= hi)
+        obs, *_ = env.step(action)

@@ -18,11 +18,11 @@ from trajectory_msgs.msg import JointTrajectory
 from robot_rl.data.replay import ReplayBuffer
 from robot_rl.policies.features import state_vector
 from robot_rl.policies.residual.model import ResidualActor, ResidualPolicy, default_normalizer
-from robot_rl.policies.residual.config import SPACES
 from robot_rl.policies.residual.space import CORRECTION_CLIP, space_for
 from robot_rl.ros import msgs
 from robot_rl.ros.residual_policy_node import chunk_on_grid
 from robot_rl.sim.arm import HOME_QPOS, JOINT_NAMES, joint_limits
+from robot_rl.sim.kinematics import tcp_positions
 from ros_helpers import wait_for
 from test_diffusion_node import train_tiny
 from test_residual_online import tiny, wild
@@ -164,16 +164,21 @@ def base_checkpoint(tmp_path_factory):
     return train_tiny(root, [root / "base"], steps=(100,))[0]
 
 
-@pytest.mark.parametrize("space", SPACES)
-def test_learns_online_on_the_sim_and_saves_on_sigint(nodes, probe, tmp_path, base_checkpoint, space):
+KEYS_ONLINE = ("joint_pos", "joint_vel", "ee_pos", "object_poses")
+
+
+@pytest.mark.parametrize("space, derived", [("joint", ()), ("task", ("object_rel", "target_rel"))])
+def test_learns_online_on_the_sim_and_saves_on_sigint(nodes, probe, tmp_path, base_checkpoint, space, derived):
     """sim_residual in lock-step (sim + diffusion base without commands + residual learning), a few
-    short episodes through /sim/reset; SIGINT writes the checkpoint and the buffer."""
+    short episodes through /sim/reset; SIGINT writes the checkpoint and the buffer. With derived
+    features, the stored states carry them, computed from the base action of their tick."""
     from robot_rl.sim.env import ArmEnv
 
-    keys = ("joint_pos", "joint_vel", "ee_pos", "object_poses")
+    keys = KEYS_ONLINE + derived
     env = ArmEnv("reach")
     cfg = tiny(obs_keys=keys, warmup_steps=1000, residual_space=space)
-    obs_dim = len(state_vector(env.reset(seed=0)[0], keys)) + space_for(cfg).feature_dim
+    obs0 = env.reset(seed=0)[0]
+    obs_dim = len(state_vector(obs0, keys, obs0["joint_pos"])) + space_for(cfg).feature_dim
     env.close()
     ckpt = residual_checkpoint(tmp_path / "start", cfg, obs_dim)
     out = tmp_path / "online"
@@ -203,3 +208,9 @@ def test_learns_online_on_the_sim_and_saves_on_sigint(nodes, probe, tmp_path, ba
     # actions are stored as the corrections the executed commands made (after the guard), bounded
     assert np.all(np.abs(buf.data["action"][: buf.size]) <= CORRECTION_CLIP)
     assert np.abs(buf.data["action"][: buf.size]).max() > 0  # exploration noise moved the arm
+    if derived:  # goal relative to the TCP, then to where the tick's base action sends it
+        states, bases = buf.data["obs"][: buf.size], buf.data["base"][: buf.size]
+        at = len(state_vector(obs0, KEYS_ONLINE))
+        goal, ee = states[:, at - 7: at - 4], states[:, at - 10: at - 7]
+        np.testing.assert_allclose(states[:, at: at + 3], goal - ee, atol=1e-5)
+        np.testing.assert_allclose(states[:, at + 3: at + 6], goal - tcp_positions(bases), atol=1e-5)

@@ -58,13 +58,13 @@ class ReplayBuffer:
 
 def sample_symmetric(online: ReplayBuffer, demos: ReplayBuffer, batch_size: int,
                      rng: np.random.Generator) -> dict[str, torch.Tensor]:
-    """RLPD's symmetric sampling: half of every batch online data, half demonstrations."""
-    if demos.size == 0:
-        return online.sample(batch_size, rng)
-    if online.size == 0:
-        return demos.sample(batch_size, rng)
-    a, b = online.sample(batch_size // 2, rng), demos.sample(batch_size - batch_size // 2, rng)
-    return {key: torch.cat([a[key], b[key]]) for key in a}
+    """RLPD's symmetric sampling: half of every batch online data, half demonstrations; `demo`
+    marks the demonstration rows (1.0)."""
+    n_online = batch_size if demos.size == 0 else 0 if online.size == 0 else batch_size // 2
+    parts = [buf.sample(n, rng) for buf, n in ((online, n_online), (demos, batch_size - n_online)) if n]
+    batch = {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
+    batch["demo"] = (torch.arange(batch_size) >= n_online).float()
+    return batch
 
 
 class NStepWriter:

@@ -1,9 +1,60 @@
-"""Low-dim observation keys -> one flat float32 vector: the input of the RL critics and actors."""
+"""Low-dim observation keys -> one flat float32 vector: the input of the RL critics and actors.
+
+Besides the observation's own keys, a key may name a derived feature (DERIVED). Critics learn
+from sparse reward what matters in manipulation (will the gripper be at the cube?) far sooner
+from a difference of positions than from absolute positions and joint angles they would have
+to turn into one themselves:
+- `object_rel`: every object's position relative to the TCP;
+- `target_rel`: every object's position relative to where the base action sends the TCP
+  (forward kinematics of the base's joint targets): the base action, in task space.
+"""
 from __future__ import annotations
 
 import numpy as np
 
+from robot_rl.sim.kinematics import tcp_positions
 
-def state_vector(obs: dict, keys) -> np.ndarray:
-    """The observation keys flattened into one float32 vector, in `keys` order."""
-    return np.concatenate([np.asarray(obs[k], np.float32).reshape(-1) for k in keys])
+
+def _objects(obs: dict) -> np.ndarray:
+    return np.asarray(obs["object_poses"], np.float32)[..., :3]
+
+
+def _object_rel(obs: dict, base) -> np.ndarray:
+    return _objects(obs) - np.asarray(obs["ee_pos"], np.float32)[..., None, :]
+
+
+def _target_rel(obs: dict, base) -> np.ndarray:
+    if base is None:
+        raise ValueError("the feature 'target_rel' needs the base action")
+    return _objects(obs) - tcp_positions(base)[..., None, :]
+
+
+# derived key -> (the observation keys it is computed from, f(obs, base action))
+DERIVED = {"object_rel": (("object_poses", "ee_pos"), _object_rel),
+           "target_rel": (("object_poses",), _target_rel)}
+
+
+def source_keys(keys) -> tuple[str, ...]:
+    """The observation keys `keys` are read or derived from (what a dataset must hold)."""
+    out: list[str] = []
+    for k in keys:
+        for s in DERIVED[k][0] if k in DERIVED else (k,):
+            if s not in out:
+                out.append(s)
+    return tuple(out)
+
+
+def _feature(obs: dict, key: str, base) -> np.ndarray:
+    return DERIVED[key][1](obs, base) if key in DERIVED else np.asarray(obs[key], np.float32)
+
+
+def state_vector(obs: dict, keys, base=None) -> np.ndarray:
+    """The observation keys flattened into one float32 vector, in `keys` order; `base` (the
+    base action) is needed by `target_rel` only."""
+    return np.concatenate([_feature(obs, k, base).reshape(-1) for k in keys]).astype(np.float32)
+
+
+def state_matrix(obs: dict, keys, base=None) -> np.ndarray:
+    """Like state_vector for a batch: `obs` holds (N, ...) arrays, `base` (N, A); the result is (N, D)."""
+    feats = [_feature(obs, k, base) for k in keys]
+    return np.concatenate([f.reshape(len(f), -1) for f in feats], 1).astype(np.float32)

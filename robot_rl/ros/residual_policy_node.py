@@ -46,7 +46,7 @@ from trajectory_msgs.msg import JointTrajectory
 
 from robot_rl.errors import ConfigError, DataError
 from robot_rl.policies.chunk_executor import ChunkExecutor
-from robot_rl.policies.features import state_vector
+from robot_rl.policies.features import source_keys, state_vector
 from robot_rl.policies.residual.config import ResidualConfig
 from robot_rl.policies.residual.model import ResidualActor, ResidualPolicy, default_normalizer, residual_normalizer
 from robot_rl.policies.residual.space import space_for
@@ -64,7 +64,7 @@ COMMANDS = "/forward_position_controller/commands"
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 OBS_KEYS = ("joint_pos", "joint_vel", "ee_pos", "ee_quat", "object_poses")
-OVERRIDES = ("warmup_steps", "critic_warmup_updates", "batch_size", "utd_ratio", "exploration_noise")
+OVERRIDES = ("warmup_steps", "critic_warmup_updates", "batch_size", "utd_ratio", "exploration_noise", "noise_correlation")
 
 
 @dataclass
@@ -85,6 +85,7 @@ class ResidualPolicyConfig:
     batch_size: int = field(default=-1, metadata={"help": "learn: batch size; -1: the checkpoint's"})
     utd_ratio: int = field(default=-1, metadata={"help": "learn: updates per transition; -1: the checkpoint's"})
     exploration_noise: float = field(default=-1.0, metadata={"help": "learn: noise std in units of residual_scale; -1: the checkpoint's"})
+    noise_correlation: float = field(default=-1.0, metadata={"help": "learn: AR(1) correlation of that noise between ticks; -1: the checkpoint's"})
     residual_space: str = field(default="", metadata={"help": "learn without residual_checkpoint: joint or task (held TCP offset); empty: ResidualConfig's default"})
     demo_dataset: str = field(default="", metadata={"help": "learn: demonstrations for the demo buffer (needs base_checkpoint)"})
     base_checkpoint: str = field(default="", metadata={"help": "the base as a policy, to relabel demo_dataset: a checkpoint folder, expert:<task> or hold"})
@@ -141,7 +142,8 @@ class ResidualPolicyNode(BaseNode):
             raise ConfigError(f"node residual_policy: {e}") from e
         self.obs_keys = self.cfg.obs_keys if (self.policy or c.learn) else ("joint_pos",)
         self._features = space_for(self.cfg).feature_dim  # appended to the state vector by the residual
-        unknown = [k for k in self.obs_keys if k not in OBS_KEYS]
+        self._sources = source_keys(self.obs_keys)  # what the topics provide (derived keys: features.py)
+        unknown = [k for k in self._sources if k not in OBS_KEYS]
         if unknown:
             raise ConfigError(f"{c.residual_checkpoint or 'residual config'}: no topic provides the observation keys {unknown}")
         self.online: OnlineResidual | None = None
@@ -154,7 +156,7 @@ class ResidualPolicyNode(BaseNode):
         self._poses = None  # (stamp, (K, 7))
         self._reward = self._success = None
         self._ticks = ControlTicks(c.control_dt)
-        self._waiting = None  # the latest tick, until its base action arrives: (t, received, obs, vec, reward, success)
+        self._waiting = None  # the latest tick, until its base action arrives: (t, received, obs, reward, success)
         self._episode = EpisodeStart()  # from /sim/episode_start
         self._guard_needs_reference = True
         self._stale = False
@@ -166,7 +168,7 @@ class ResidualPolicyNode(BaseNode):
         self.create_subscription(Header, "/sim/episode_start", self._on_episode_start, LATCHED)
         self.create_subscription(Float32, "/task/reward", self._on_reward, RELIABLE)
         self.create_subscription(Bool, "/task/success", self._on_success, RELIABLE)
-        if "object_poses" in self.obs_keys:
+        if "object_poses" in self._sources:
             self.create_subscription(PoseArray, "/task/object_poses", self._on_poses, RELIABLE)
         self.create_subscription(JointTrajectory, "/policy/action_chunk", self._on_chunk, RELIABLE)
         self.create_subscription(JointState, "/joint_states", self._on_joints, RELIABLE)
@@ -190,9 +192,9 @@ class ResidualPolicyNode(BaseNode):
 
     def _actor_from_demos(self) -> ResidualActor:
         """No checkpoint: a zero residual, observations standardised with the demos' statistics."""
-        flat, _ = self._demos[0].concat_episodes(self.obs_keys)
-        src = np.concatenate([flat[k].reshape(len(flat[k]), -1) for k in self.obs_keys], 1)
-        norm = residual_normalizer(self.cfg, src)
+        from robot_rl.train.residual import demo_states
+
+        norm = residual_normalizer(self.cfg, demo_states(self._demos[0], self.obs_keys))
         return ResidualActor(len(norm.obs_mean), self.cfg, norm)
 
     def _start_learning(self, actor: ResidualActor) -> None:
@@ -269,9 +271,9 @@ class ResidualPolicyNode(BaseNode):
     def _observation(self, t: float, q: np.ndarray, v: np.ndarray) -> dict | None:
         """The residual's observation at `t`, or None (wait for the poses of this tick, or hold)."""
         obs = {"joint_pos": q.astype(np.float32), "joint_vel": v.astype(np.float32)}
-        if "ee_pos" in self.obs_keys or "ee_quat" in self.obs_keys:
+        if "ee_pos" in self._sources or "ee_quat" in self._sources:
             obs["ee_pos"], obs["ee_quat"] = self._ee_pose(q)
-        if "object_poses" in self.obs_keys:
+        if "object_poses" in self._sources:
             if self._poses is None:
                 self._warn_once("poses", "waiting for the first message on /task/object_poses")
                 return None
@@ -313,18 +315,18 @@ class ResidualPolicyNode(BaseNode):
             self._hold(f"no base action came for the tick at {self._waiting[0]:.3f}")
         if c.learn and self._success is None:
             self._warn_once("reward", "no /task/success yet: recording reward 0 and no terminal until it comes")
-        vec = state_vector(obs, self.obs_keys)
         reward = self._reward if c.reward == "reward" else float(bool(self._success))
-        self._waiting = (t, received, obs, vec, reward or 0.0, bool(self._success))
+        self._waiting = (t, received, obs, reward or 0.0, bool(self._success))
         tick = self.chunks.tick(t)
         if tick.action is not None:
             waiting, self._waiting = self._waiting, None
             self._act(*waiting, tick.action)
 
     # ------------------------------------------------------------------ commands
-    def _act(self, t, received, obs, vec, reward, success, base) -> None:
+    def _act(self, t, received, obs, reward, success, base) -> None:
         """base + residual through the guard, for the tick at `t`."""
         c = self.config
+        vec = state_vector(obs, self.obs_keys, base)
         if self._now() - received > c.max_age:
             self._hold(f"the base action for the tick at {t:.3f} came after max_age")
             return

@@ -86,3 +86,18 @@ class ArmKinematics:
             dq += null @ (posture_gain * (home - q))
             q = np.clip(q + dq, self.lower, self.upper)
         return q
+
+
+_shared: ArmKinematics | None = None
+
+
+def tcp_positions(joint_targets) -> np.ndarray:
+    """(..., A) joint targets (7 arm joints first) -> (..., 3) float32 TCP positions, by forward
+    kinematics: where those targets put the gripper (critics read actions this way)."""
+    global _shared
+    if _shared is None:
+        _shared = ArmKinematics()
+    q = np.asarray(joint_targets, np.float64)
+    flat = q.reshape(-1, q.shape[-1])
+    return np.stack([_shared.fk(row[:7])[0] for row in flat]).reshape(*q.shape[:-1], 3).astype(np.float32)
+

@@ -21,8 +21,9 @@ from tqdm import tqdm
 from robot_rl.data.replay import NStepWriter, ReplayBuffer, sample_symmetric
 from robot_rl.policies.hlgauss import HLGauss
 from robot_rl.policies.residual.config import ResidualConfig
-from robot_rl.policies.features import state_vector
+from robot_rl.policies.features import source_keys, state_matrix, state_vector
 from robot_rl.policies.residual.model import ResidualActor, ResidualCritic, ResidualPolicy, residual_normalizer
+from robot_rl.policies.residual.noise import ExplorationNoise
 from robot_rl.policies.residual.space import space_for
 from robot_rl.sim.env import ArmEnv
 from robot_rl.sim.rollout import evaluate
@@ -96,6 +97,10 @@ class Learner:
             pre = self.actor.pre(b["obs"], b["base"])
             q_pi = self.q_values(self.critic, b["obs"], b["base"], torch.tanh(pre))
             actor_loss = -q_pi.mean() + cfg.residual_penalty * pre.pow(2).mean()  # Q: mean over members
+            if cfg.bc_weight > 0 and b["demo"].any():  # TD3+BC on the demo rows: their corrections
+                demo = b["demo"].bool()
+                bc = (torch.tanh(pre[demo]) - b["action"][demo].clamp(-1, 1)).pow(2).mean()
+                actor_loss = actor_loss + cfg.bc_weight * bc
             self.actor_opt.zero_grad(set_to_none=True)
             actor_loss.backward()
             torch.nn.utils.clip_grad_norm_(self.actor.net.parameters(), cfg.grad_clip)
@@ -105,10 +110,6 @@ class Learner:
             for net, tgt in ((self.actor, self.actor_target), (self.critic, self.critic_target)):
                 for p, p_t in zip(net.parameters(), tgt.parameters()):
                     p_t.lerp_(p, cfg.tau)
-
-    def explore(self, state: np.ndarray, base: np.ndarray, noise_std: float, use_actor: bool = True) -> np.ndarray:
-        """The actor's correction (zero during warm-up) plus Gaussian noise, in correction units."""
-        return self.actor.correction(state, base, noise_std * self.rng.standard_normal(self.cfg.correction_dim), use_actor)
 
 
 def relabel_demos(learner: Learner, dataset, base, cfg: ResidualConfig, successful_only: bool = True) -> int:
@@ -121,9 +122,8 @@ def relabel_demos(learner: Learner, dataset, base, cfg: ResidualConfig, successf
         ep = dataset.load_episode(i)
         base.reset(seed=i)
         steps = len(ep["action"])
-        obs_seq = [{k: ep[k][t] for k in cfg.obs_keys} for t in range(steps)]
         bases = [np.asarray(base.act({k: ep[k][t] for k in ep}), np.float32) for t in range(steps)]
-        vecs = [state_vector(o, cfg.obs_keys) for o in obs_seq]
+        vecs = state_matrix(ep, cfg.obs_keys, np.stack(bases))
         space.reset()
         for t in range(steps - 1):  # the last step's successor state is not stored: end there
             last = t == steps - 2
@@ -138,6 +138,13 @@ def relabel_demos(learner: Learner, dataset, base, cfg: ResidualConfig, successf
     return count
 
 
+def demo_states(demos, obs_keys) -> np.ndarray:
+    """Every demonstration step as a state vector: the normaliser's statistics. The demo's own
+    action stands in for the base action (`target_rel`): close enough for a mean and a std."""
+    flat, _ = demos.concat_episodes(list(dict.fromkeys([*source_keys(obs_keys), "action"])))
+    return state_matrix(flat, obs_keys, flat["action"])
+
+
 def train(tc: ResidualTrainConfig, make_base, demos=None, progress: bool = True) -> dict:
     """Run residual RL on `tc.task`; `make_base()` builds a fresh base policy (train and eval copies)."""
     torch.set_num_threads(tc.torch_threads)
@@ -147,10 +154,10 @@ def train(tc: ResidualTrainConfig, make_base, demos=None, progress: bool = True)
     base, eval_base = make_base(), make_base()
     obs, _ = env.reset(seed=tc.seed)
     base.reset(seed=tc.seed)
-    states = state_vector(obs, cfg.obs_keys)
+    base_action = np.asarray(base.act(obs), np.float32)
+    states = state_vector(obs, cfg.obs_keys, base_action)
     if demos is not None and demos.num_episodes:
-        flat, _ = demos.concat_episodes(cfg.obs_keys)
-        states = np.concatenate([flat[k].reshape(len(flat[k]), -1) for k in cfg.obs_keys], 1)
+        states = demo_states(demos, cfg.obs_keys)
     norm = residual_normalizer(cfg, states)
     learner = Learner(len(norm.obs_mean), cfg, norm, tc.seed)
     if demos is not None:
@@ -176,20 +183,22 @@ def train(tc: ResidualTrainConfig, make_base, demos=None, progress: bool = True)
     bar = tqdm(range(1, tc.total_env_steps + 1), desc=f"residual {tc.task}", disable=not progress)
     run_eval(0)
     space = space_for(cfg)  # the training episodes' correction state (task space: the held offset)
+    explore = ExplorationNoise(cfg.correction_dim, cfg.noise_correlation, learner.rng)
 
-    def state(o: dict) -> np.ndarray:
-        return np.concatenate([state_vector(o, cfg.obs_keys), space.features()])
+    def state(o: dict, base_action: np.ndarray) -> np.ndarray:
+        return np.concatenate([state_vector(o, cfg.obs_keys, base_action), space.features()])
 
-    vec, base_action = state(obs), np.asarray(base.act(obs), np.float32)
+    vec = state(obs, base_action)
     for step in bar:
         warm = step <= cfg.warmup_steps
         # Warm-up rollouts are the base plus small noise; then the actor plus exploration noise.
         noise = cfg.exploration_noise * (0.5 if warm else 1.0)
-        action = space.command(base_action, learner.explore(vec, base_action, noise, use_actor=not warm))
+        tried = learner.actor.correction(vec, base_action, explore.sample(noise), use_actor=not warm)
+        action = space.command(base_action, tried)
         next_obs, _, terminated, truncated, info = env.step(action)
         correction = space.follow(base_action, action)
-        next_vec = state(next_obs)
         next_base = np.asarray(base.act(next_obs), np.float32)
+        next_vec = state(next_obs, next_base)
         writer.step(vec, base_action, correction, info["sparse_reward"], next_vec, next_base,
                     terminal=terminated, episode_end=terminated or truncated)
         if terminated or truncated:
@@ -198,7 +207,9 @@ def train(tc: ResidualTrainConfig, make_base, demos=None, progress: bool = True)
             next_obs, _ = env.reset(seed=tc.seed + episode)
             base.reset(seed=tc.seed + episode)  # the base's chunk queue must not cross episodes
             space.reset()
-            next_vec, next_base = state(next_obs), np.asarray(base.act(next_obs), np.float32)
+            explore.reset()
+            next_base = np.asarray(base.act(next_obs), np.float32)
+            next_vec = state(next_obs, next_base)
         vec, base_action = next_vec, next_base
         if not warm and learner.online.size + learner.demos.size >= cfg.batch_size:
             for _ in range(cfg.utd_ratio):

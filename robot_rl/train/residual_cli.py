@@ -12,11 +12,13 @@ KNOBS = {
     "utd_ratio": None,
     "n_step": None,
     "exploration_noise": "Gaussian noise std on the executed action, in units of residual_scale",
+    "noise_correlation": "AR(1) correlation of the exploration noise from one step to the next (0: white)",
     "warmup_steps": "env steps of base + small-noise rollouts before learning",
     "critic_warmup_updates": "critic-only updates before the actor moves",
     "max_offset": "task space: the largest TCP offset the residual may hold, m per axis",
     "offset_decay": "task space: factor on the held offset every step (< 1: it leaks back to the base)",
     "residual_penalty": "L2 weight on the actor's pre-tanh correction",
+    "bc_weight": "TD3+BC: weight of the pull towards the demonstrations' corrections (0: plain RLPD)",
     "actor_lr": None,
     "critic_lr": None,
     "gamma": None,
@@ -38,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="largest correction per step: rad for each arm joint (joint space) or m along "
                              "x, y, z (task space), and m for the gripper finger; default "
                              + ", ".join(f"{k}: {v[0]} {v[-1]}" for k, v in DEFAULT_SCALE.items()))
+    parser.add_argument("--obs-keys", nargs="+", default=list(ResidualConfig.obs_keys),
+                        help="observation keys of actor and critic; derived ones: object_rel (objects relative "
+                             "to the TCP), target_rel (objects relative to where the base action sends the TCP)")
     for name, help_text in KNOBS.items():
         default = getattr(ResidualConfig, name)
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default, help=help_text)
@@ -46,8 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def train_config(args: argparse.Namespace) -> ResidualTrainConfig:
     scale = arm_gripper_scale(args.residual_space, *args.residual_scale) if args.residual_scale else ()
-    algo = ResidualConfig(residual_space=args.residual_space, residual_scale=scale, hl_gauss=args.hl_gauss,
-                          **{name: getattr(args, name) for name in KNOBS})
+    algo = ResidualConfig(obs_keys=tuple(args.obs_keys), residual_space=args.residual_space, residual_scale=scale,
+                          hl_gauss=args.hl_gauss, **{name: getattr(args, name) for name in KNOBS})
     return ResidualTrainConfig(task=args.task, total_env_steps=args.total_env_steps, eval_every=args.eval_every,
                                eval_episodes=args.eval_episodes, seed=args.seed, out=args.out, algo=algo)
 

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from robot_rl.data.chunks import chunk_transitions
 from robot_rl.policies.ensemble import CriticEnsemble
-from robot_rl.policies.features import state_vector
+from robot_rl.policies.features import source_keys, state_matrix
 from robot_rl.policies.value.config import ValueConfig
 from robot_rl.policies.value.model import ChunkActor, ChunkCritic, ValueFunction, ValueNormalizer, chunk_features
 
@@ -140,10 +140,10 @@ class ValueLearner:
 def load_transitions(dataset, cfg: ValueConfig, episodes) -> dict[str, torch.Tensor]:
     """Chunk transitions of `episodes`, each chunk as the critic's features (`chunk_features`)."""
     eps, objects = [], []
-    keys = list(dict.fromkeys([*cfg.obs_keys, *(["object_poses"] if cfg.task_space else []), "action", "success"]))
+    keys = list(dict.fromkeys([*source_keys(cfg.obs_keys), *(["object_poses"] if cfg.task_space else []), "action", "success"]))
     for i in episodes:
         ep = dataset.load_episode(int(i), keys=keys)
-        states = np.stack([state_vector({k: ep[k][t] for k in cfg.obs_keys}, cfg.obs_keys) for t in range(len(ep["action"]))])
+        states = state_matrix(ep, cfg.obs_keys)
         eps.append((states, ep["action"], ep["success"]))
         objects.append(ep.get("object_poses"))
     data = chunk_transitions(eps, cfg.chunk, cfg.gamma, cfg.reward)

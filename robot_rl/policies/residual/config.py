@@ -19,6 +19,7 @@ def arm_gripper_scale(space: str, arm: float, gripper: float) -> tuple[float, ..
 
 @dataclass
 class ResidualConfig:
+    # observation keys, or derived features (policies/features.py: object_rel, target_rel)
     obs_keys: tuple[str, ...] = ("joint_pos", "joint_vel", "ee_pos", "object_poses")
     action_dim: int = 8
     # 'joint': a correction per joint target; 'task': a TCP displacement + the finger (space.py).
@@ -45,10 +46,14 @@ class ResidualConfig:
     target_noise: float = 0.2     # TD3 target smoothing, in units of residual_scale
     noise_clip: float = 0.5
     exploration_noise: float = 0.1
+    noise_correlation: float = 0.0  # AR(1) correlation of the exploration noise between steps (noise.py)
     grad_clip: float = 10.0
     # L2 on the pre-tanh correction: keeps the actor off tanh's flat tails, where its gradient
     # vanishes and a residual pushed to +-scale by an early, wrong critic could never come back.
     residual_penalty: float = 0.1
+    # TD3+BC (Fujimoto & Gu 2021): pull the actor towards the demonstrations' corrections
+    # (demo action - relabelled base action) on the demo half of each batch; 0: plain RLPD.
+    bc_weight: float = 0.0
     warmup_steps: int = 2000      # env steps of base + small-noise rollouts before learning
     critic_warmup_updates: int = 1000  # critic-only updates before the actor moves
     hl_gauss: bool = False

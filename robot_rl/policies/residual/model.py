@@ -126,7 +126,7 @@ class ResidualPolicy:
         return action
 
     def correct(self, obs: dict, base_action) -> np.ndarray:
-        return self.step(state_vector(obs, self.cfg.obs_keys), base_action)
+        return self.step(state_vector(obs, self.cfg.obs_keys, base_action), base_action)
 
     def act(self, obs: dict) -> np.ndarray:
         self.last_base = np.asarray(self.base.act(obs), np.float32)

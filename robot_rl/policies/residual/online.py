@@ -33,6 +33,7 @@ from robot_rl.data.dataset import fsync_path
 from robot_rl.data.replay import NStepWriter
 from robot_rl.policies.residual.config import ResidualConfig
 from robot_rl.policies.residual.model import ResidualActor, ResidualPolicy
+from robot_rl.policies.residual.noise import ExplorationNoise
 from robot_rl.policies.residual.space import space_for
 
 END = "end"  # queue marker: the chain of consecutive ticks broke here
@@ -62,6 +63,7 @@ class OnlineResidual:
         self.checkpoint_every, self.seed, self.demos, self.log = checkpoint_every, seed, demos, log
         self.rng = np.random.default_rng(seed)
         self.space = space_for(cfg)  # control thread: the correction state of the running episode
+        self.noise = ExplorationNoise(cfg.correction_dim, cfg.noise_correlation, self.rng)
         self.lock = threading.Lock()  # the snapshot's weights
         self.steps = 0  # transitions recorded (control thread): decides the warm-up exploration
         self.updates = 0
@@ -79,10 +81,10 @@ class OnlineResidual:
 
     # ------------------------------------------------------------------ control thread
     def act(self, obs: np.ndarray, base: np.ndarray) -> np.ndarray:
-        """Learner.explore on the snapshot: base + half noise during warm-up, then actor + noise."""
+        """As the trainer explores, on the snapshot: base + half noise during warm-up, then actor + noise."""
         cfg = self.cfg
         warm = self.steps < cfg.warmup_steps
-        noise = cfg.exploration_noise * (0.5 if warm else 1.0) * self.rng.standard_normal(cfg.correction_dim)
+        noise = self.noise.sample(cfg.exploration_noise * (0.5 if warm else 1.0))
         with self.lock:
             correction = self.actor.correction(self.state(obs), base, noise, use_actor=not warm)
         return self.space.command(base, correction)
@@ -113,6 +115,7 @@ class OnlineResidual:
     def end_episode(self) -> None:
         self._prev, self._success = None, False
         self.space.reset()
+        self.noise.reset()
         self._push(END)
 
     def _push(self, item) -> None:

@@ -9,20 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from robot_rl.sim.kinematics import tcp_positions
+
 OFFSET_RANGE = 0.3  # metres: offsets are normalised by this (a few cm stay visible)
-_kinematics = None
-
-
-def chunk_tcp(chunks: np.ndarray) -> np.ndarray:
-    """(..., H, A) joint targets (7 arm joints first) -> (..., H, 3) TCP positions."""
-    global _kinematics
-    if _kinematics is None:
-        from robot_rl.sim.kinematics import ArmKinematics
-
-        _kinematics = ArmKinematics()
-    flat = np.asarray(chunks, np.float64).reshape(-1, chunks.shape[-1])
-    tcp = np.stack([_kinematics.fk(q[:7])[0] for q in flat])
-    return tcp.reshape(*chunks.shape[:-1], 3).astype(np.float32)
 
 
 def with_offsets(chunks: np.ndarray, object_poses: np.ndarray) -> np.ndarray:
@@ -30,5 +19,5 @@ def with_offsets(chunks: np.ndarray, object_poses: np.ndarray) -> np.ndarray:
     followed by its TCP offset to every object (x, y, z per object)."""
     chunks = np.asarray(chunks, np.float32)
     objects = np.asarray(object_poses, np.float32)[:, None, :, :3]        # (N, 1, K, 3)
-    offsets = chunk_tcp(chunks)[:, :, None, :] - objects                  # (N, H, K, 3)
+    offsets = tcp_positions(chunks)[:, :, None, :] - objects              # (N, H, K, 3)
     return np.concatenate([chunks, offsets.reshape(*chunks.shape[:2], -1)], -1)
