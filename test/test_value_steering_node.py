@@ -219,6 +219,9 @@ def test_sim_steering_graph_runs_episodes_on_the_critics_choices(nodes, probe, t
         if new:  # an episode started since the previous chunk: the guard starts from its first state
             start = joints.get(new[-1])
             previous = None if start is None else msgs.reorder(*msgs.joint_state_from_msg(start)[:2], JOINT_NAMES)
+        if stamp < min(candidates):  # sent before the probe's /policy/candidates subscription matched (a busy CPU)
+            previous, previous_stamp = executed[-1], stamp
+            continue
         assert stamp in candidates, "an executed chunk that no candidate set was stamped with"
         cand_names, _, _, chunks = candidates[stamp]
         chunks = np.stack([msgs.reorder(cand_names, ch.T, JOINT_NAMES).T for ch in chunks])
