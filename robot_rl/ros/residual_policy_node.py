@@ -10,7 +10,8 @@ the residual is zero: the base exactly), through CommandGuard, on
 Ticks. One per /joint_states message due every `control_dt` (every sim message, a subsample of
 a faster joint_state_broadcaster). The observation is the residual's `obs_keys`: joint_pos /
 joint_vel from /joint_states (by name), ee_pos / ee_quat from forward kinematics, object_poses
-from /task/object_poses within `sync_tolerance` of the joint states. The base action for the
+from /task/object_poses within `sync_tolerance` of the joint states; derived keys (object_rel,
+target_rel: policies/features.py) from those and the tick's base action. The base action for the
 tick's time comes from the latest chunk through ChunkExecutor (actions whose time has passed
 are skipped); a tick whose chunk has not arrived yet is answered when it arrives.
 
@@ -326,10 +327,10 @@ class ResidualPolicyNode(BaseNode):
     def _act(self, t, received, obs, reward, success, base) -> None:
         """base + residual through the guard, for the tick at `t`."""
         c = self.config
-        vec = state_vector(obs, self.obs_keys, base)
         if self._now() - received > c.max_age:
             self._hold(f"the base action for the tick at {t:.3f} came after max_age")
             return
+        vec = state_vector(obs, self.obs_keys, base)  # derived keys may read the base action (features.py)
         if self.online is None and c.learn:  # no checkpoint, no demos: the first observation sizes it
             dim = len(vec) + self._features
             self._start_learning(ResidualActor(dim, self.cfg, default_normalizer(dim)))
