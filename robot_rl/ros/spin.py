@@ -1,7 +1,8 @@
 """The one `main()` body every node shares: init, build, spin, clean shutdown.
 
 rclpy's default signal handlers turn SIGINT and SIGTERM into a context shutdown, which ends
-`spin` with ExternalShutdownException (or KeyboardInterrupt); either way `close()` runs so the
+`spin` with ExternalShutdownException (or KeyboardInterrupt, or, when the signal lands while a
+callback publishes, an RCLError about the invalid context); in every case `close()` runs so the
 node stops commanding and closes its files before the process exits 0. A RobotRLError raised
 while building the node (bad parameters) is one line on stderr and exit code 2.
 """
@@ -33,6 +34,11 @@ def run_node(factory: Callable[[], "rclpy.node.Node"], args=None, threads: int =
     except RobotRLError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except Exception:
+        if rclpy.ok():
+            raise
+        # The signal shut the context down while a callback was publishing (or between waits):
+        # rclpy raises RCLError "context is invalid" then. That is the shutdown, not a failure.
     finally:
         if node is not None:
             close = getattr(node, "close", None)
