@@ -23,3 +23,22 @@ def test_tcp_pose_is_fk_with_a_unit_quaternion():
     np.testing.assert_array_equal(pos, fk_pos)
     assert abs(np.linalg.norm(quat) - 1.0) < 1e-9
     assert abs(abs(quat[1]) - 1.0) < 1e-3  # home points down: a half turn about x
+
+
+def test_tcp_positions_agree_with_fk_from_several_threads_at_once():
+    """The residual node relabels demos (learner thread) while it controls: each thread its own model."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from robot_rl.sim.arm import joint_limits
+    from robot_rl.sim.kinematics import tcp_positions
+
+    lo, hi = joint_limits()
+    rng = np.random.default_rng(0)
+    batches = [lo + (hi - lo) * rng.random((300, 8)) for _ in range(4)]
+    reference = ArmKinematics()
+    expected = [np.stack([reference.fk(q[:7])[0] for q in b]) for b in batches]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(tcp_positions, batches))
+    for g, e in zip(got, expected):
+        np.testing.assert_allclose(g, e, atol=1e-6)
+    assert tcp_positions(batches[0][:2].reshape(1, 2, 8)).shape == (1, 2, 3)

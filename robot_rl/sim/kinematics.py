@@ -5,6 +5,8 @@ never the simulator's state, so they work identically on observations from a rea
 """
 from __future__ import annotations
 
+import threading
+
 import mujoco
 import numpy as np
 
@@ -88,16 +90,16 @@ class ArmKinematics:
         return q
 
 
-_shared: ArmKinematics | None = None
+_per_thread = threading.local()  # fk() writes into the model's MjData: one model per thread
 
 
 def tcp_positions(joint_targets) -> np.ndarray:
     """(..., A) joint targets (7 arm joints first) -> (..., 3) float32 TCP positions, by forward
-    kinematics: where those targets put the gripper (critics read actions this way)."""
-    global _shared
-    if _shared is None:
-        _shared = ArmKinematics()
+    kinematics: where those targets put the gripper (critics read actions this way). Safe from
+    several threads (the residual node relabels demos in its learner thread while it controls)."""
+    kinematics = getattr(_per_thread, "kinematics", None)
+    if kinematics is None:
+        kinematics = _per_thread.kinematics = ArmKinematics()
     q = np.asarray(joint_targets, np.float64)
     flat = q.reshape(-1, q.shape[-1])
-    return np.stack([_shared.fk(row[:7])[0] for row in flat]).reshape(*q.shape[:-1], 3).astype(np.float32)
-
+    return np.stack([kinematics.fk(row[:7])[0] for row in flat]).reshape(*q.shape[:-1], 3).astype(np.float32)

@@ -155,9 +155,8 @@ def train(tc: ResidualTrainConfig, make_base, demos=None, progress: bool = True)
     obs, _ = env.reset(seed=tc.seed)
     base.reset(seed=tc.seed)
     base_action = np.asarray(base.act(obs), np.float32)
-    states = state_vector(obs, cfg.obs_keys, base_action)
-    if demos is not None and demos.num_episodes:
-        states = demo_states(demos, cfg.obs_keys)
+    with_demos = demos is not None and demos.num_episodes
+    states = demo_states(demos, cfg.obs_keys) if with_demos else state_vector(obs, cfg.obs_keys, base_action)
     norm = residual_normalizer(cfg, states)
     learner = Learner(len(norm.obs_mean), cfg, norm, tc.seed)
     if demos is not None:

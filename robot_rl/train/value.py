@@ -140,7 +140,8 @@ class ValueLearner:
 def load_transitions(dataset, cfg: ValueConfig, episodes) -> dict[str, torch.Tensor]:
     """Chunk transitions of `episodes`, each chunk as the critic's features (`chunk_features`)."""
     eps, objects = [], []
-    keys = list(dict.fromkeys([*source_keys(cfg.obs_keys), *(["object_poses"] if cfg.task_space else []), "action", "success"]))
+    keys = list(dict.fromkeys([*source_keys(cfg.obs_keys), *(["object_poses"] if cfg.task_space else []),
+                               "action", "success"]))
     for i in episodes:
         ep = dataset.load_episode(int(i), keys=keys)
         states = state_matrix(ep, cfg.obs_keys)
