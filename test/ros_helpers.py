@@ -116,7 +116,7 @@ class Probe:
     def subscribe(self, msg_type, topic: str, qos=None):
         from rclpy.qos import QoSProfile, ReliabilityPolicy
 
-        qos = qos or QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+        qos = qos or QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
         self.messages[topic] = []
 
         def on_msg(msg):
