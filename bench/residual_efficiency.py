@@ -18,8 +18,9 @@ import multiprocessing as mp
 import sys
 from pathlib import Path
 
-from robot_rl.policies.residual.config import SPACES, ResidualConfig, arm_gripper_scale
+from robot_rl.policies.residual.config import arm_gripper_scale
 from robot_rl.train.residual import ResidualTrainConfig
+from robot_rl.train.residual_cli import add_algo_arguments, algo_config
 
 
 def run_one(tc: ResidualTrainConfig, base_spec: str, demos: str | None, progress: bool) -> dict:
@@ -42,14 +43,7 @@ def main() -> None:
     p.add_argument("--eval-every", type=int, default=5_000)
     p.add_argument("--eval-episodes", type=int, default=100)
     p.add_argument("--out", default="runs/bench_residual")
-    p.add_argument("--residual-space", choices=SPACES, default=ResidualConfig.residual_space,
-                   help="both learners: correct joint targets, or displace the TCP (x, y, z) and the finger")
-    p.add_argument("--obs-keys", nargs="+", default=list(ResidualConfig.obs_keys),
-                   help="both learners' observation keys, derived ones included (object_rel, target_rel)")
-    p.add_argument("--bc-weight", type=float, default=ResidualConfig.bc_weight,
-                   help="both learners: TD3+BC pull towards the demonstrations' corrections (0: plain RLPD)")
-    p.add_argument("--noise-correlation", type=float, default=ResidualConfig.noise_correlation,
-                   help="both learners: AR(1) correlation of the exploration noise")
+    add_algo_arguments(p)  # both learners get the same knobs
     p.add_argument("--baseline-scale", type=float, nargs=2, metavar=("ARM", "GRIPPER"),
                    help="baseline's largest step per control tick: rad per joint (joint space) or m along x, y, z "
                         "(task space), then m for the finger; default joint: 0.1 0.04, task: the residual's")
@@ -57,8 +51,7 @@ def main() -> None:
 
     common = dict(task=args.task, total_env_steps=args.env_steps, eval_every=args.eval_every,
                   eval_episodes=args.eval_episodes)
-    algo = ResidualConfig(obs_keys=tuple(args.obs_keys), residual_space=args.residual_space,
-                          bc_weight=args.bc_weight, noise_correlation=args.noise_correlation)
+    algo = algo_config(args)
     residual = ResidualTrainConfig(out=str(Path(args.out) / "residual"), algo=algo, **common)
     arm, gripper = args.baseline_scale or ((0.1, 0.04) if args.residual_space == "joint" else
                                            (algo.residual_scale[0], algo.residual_scale[-1]))
@@ -72,9 +65,7 @@ def main() -> None:
         base = pool.apply_async(run_one, (baseline, "hold", args.demos, False))
         r, b = res.get(), base.get()
     result = {"bench": "residual_efficiency", "task": args.task, "base": args.base, "env_steps": args.env_steps,
-              "residual_space": args.residual_space, "obs_keys": args.obs_keys, "bc_weight": args.bc_weight,
-              "noise_correlation": args.noise_correlation,
-              "eval_episodes": args.eval_episodes,
+              "eval_episodes": args.eval_episodes, "residual": algo.to_dict(),
               **{k: r[k] for k in ("base_success", "final_success", "best_success", "env_steps_to_90",
                                    "env_steps_to_95", "wall_s_to_90", "wall_s_to_95", "wall_s")},
               "baseline_final_success": b["final_success"], "baseline_best_success": b["best_success"],

@@ -21,11 +21,12 @@ class EnsembleLinear(nn.Module):
         nn.init.uniform_(self.weight, -bound, bound)
         nn.init.uniform_(self.bias, -bound, bound)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (E, B, in) or (B, in) shared by all members -> (E, B, out)."""
+    def forward(self, x: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (E, B, in) or (B, in) shared by all members -> (E, B, out); `members` picks a subset."""
+        weight, bias = (self.weight, self.bias) if members is None else (self.weight[members], self.bias[members])
         if x.dim() == 2:
-            x = x.unsqueeze(0).expand(self.weight.shape[0], -1, -1)
-        return torch.baddbmm(self.bias, x, self.weight)
+            x = x.unsqueeze(0).expand(weight.shape[0], -1, -1)
+        return torch.baddbmm(bias, x, weight)
 
 
 class EnsembleLayerNorm(nn.Module):
@@ -36,8 +37,9 @@ class EnsembleLayerNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(members, 1, features))
         self.bias = nn.Parameter(torch.zeros(members, 1, features))
 
-    def forward(self, x):
-        return F.layer_norm(x, x.shape[-1:]) * self.weight + self.bias
+    def forward(self, x, members: torch.Tensor | None = None):
+        weight, bias = (self.weight, self.bias) if members is None else (self.weight[members], self.bias[members])
+        return torch.addcmul(bias, F.layer_norm(x, x.shape[-1:]), weight)  # one pass, not two
 
 
 class CriticEnsemble(nn.Module):
@@ -59,5 +61,9 @@ class CriticEnsemble(nn.Module):
         self.members = members
         self.out_dim = out_dim
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+    def forward(self, x: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:
+        """All members, or only `members` (indices): a TD target that takes the min over a pair
+        need not evaluate the other heads."""
+        for block in self.net:
+            x = block(x) if isinstance(block, nn.ReLU) else block(x, members)
+        return x

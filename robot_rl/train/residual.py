@@ -61,8 +61,8 @@ class Learner:
         self.updates = 0
         self.stats = {"critic_loss": float("nan"), "actor_loss": float("nan"), "q_mean": float("nan")}
 
-    def q_values(self, critic, obs, base, correction) -> torch.Tensor:
-        out = critic(obs, base, correction)
+    def q_values(self, critic, obs, base, correction, members=None) -> torch.Tensor:
+        out = critic(obs, base, correction, members)
         return self.hl.to_scalar(out) if self.hl is not None else out
 
     @torch.no_grad()
@@ -71,8 +71,9 @@ class Learner:
         cfg = self.cfg
         noise = (torch.randn_like(b["action"]) * cfg.target_noise).clamp(-cfg.noise_clip, cfg.noise_clip)
         next_correction = (self.actor_target.raw(b["next_obs"], b["next_base"]) + noise).clamp(-1, 1)
-        q_next = self.q_values(self.critic_target, b["next_obs"], b["next_base"], next_correction)
-        target = b["reward"] + b["discount"] * torch.minimum(q_next[pair[0]], q_next[pair[1]])
+        q_next = self.q_values(self.critic_target, b["next_obs"], b["next_base"], next_correction,
+                               torch.as_tensor(pair))  # only the pair's two heads
+        target = b["reward"] + b["discount"] * q_next.min(0).values
         # A sparse 0/1 reward bounds every return to [v_min, v_max]: a target outside is bootstrap
         # error, and letting it through feeds the overestimation the actor then exploits.
         return target.clamp(cfg.v_min, cfg.v_max)

@@ -34,6 +34,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-episodes", type=int, default=ResidualTrainConfig.eval_episodes)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/residual")
+    add_algo_arguments(parser)
+
+
+def add_algo_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ResidualConfig flags; bench/residual_efficiency.py gives both its learners the same."""
     parser.add_argument("--residual-space", choices=SPACES, default=ResidualConfig.residual_space,
                         help="correct each joint target, or hold a TCP offset (x, y, z) and correct the finger")
     parser.add_argument("--residual-scale", type=float, nargs=2, metavar=("ARM", "GRIPPER"),
@@ -49,12 +54,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hl-gauss", action="store_true")
 
 
-def train_config(args: argparse.Namespace) -> ResidualTrainConfig:
+def algo_config(args: argparse.Namespace) -> ResidualConfig:
     scale = arm_gripper_scale(args.residual_space, *args.residual_scale) if args.residual_scale else ()
-    algo = ResidualConfig(obs_keys=tuple(args.obs_keys), residual_space=args.residual_space, residual_scale=scale,
+    return ResidualConfig(obs_keys=tuple(args.obs_keys), residual_space=args.residual_space, residual_scale=scale,
                           hl_gauss=args.hl_gauss, **{name: getattr(args, name) for name in KNOBS})
+
+
+def train_config(args: argparse.Namespace) -> ResidualTrainConfig:
     return ResidualTrainConfig(task=args.task, total_env_steps=args.total_env_steps, eval_every=args.eval_every,
-                               eval_episodes=args.eval_episodes, seed=args.seed, out=args.out, algo=algo)
+                               eval_episodes=args.eval_episodes, seed=args.seed, out=args.out, algo=algo_config(args))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -96,9 +96,9 @@ class ResidualCritic(nn.Module):
         self.norm = normalizer
         self.register_buffer("units", torch.tensor(space_for(cfg).critic_units(), dtype=torch.float32))
 
-    def forward(self, obs, base, correction):
+    def forward(self, obs, base, correction, members: torch.Tensor | None = None):
         x = torch.cat([self.norm.obs(obs), self.norm.action(base), correction * self.units], -1)
-        out = self.ensemble(x)
+        out = self.ensemble(x, members)
         return out.squeeze(-1) if out.shape[-1] == 1 else out
 
 
