@@ -20,16 +20,16 @@ from pathlib import Path
 
 from robot_rl.policies.residual.config import arm_gripper_scale
 from robot_rl.train.residual import ResidualTrainConfig
-from robot_rl.train.residual_cli import add_algo_arguments, algo_config
+from robot_rl.train.residual_cli import add_algo_arguments, add_base_arguments, algo_config, base_factory
 
 
-def run_one(tc: ResidualTrainConfig, base_spec: str, demos: str | None, progress: bool) -> dict:
+def run_one(tc: ResidualTrainConfig, base: argparse.Namespace, demos: str | None, progress: bool) -> dict:
+    """One learner in its own process; `base` holds the base flags (picklable, unlike a factory)."""
     from robot_rl.data.dataset import EpisodeDataset
-    from robot_rl.policies.loading import load_policy
     from robot_rl.train.residual import train
 
     dataset = EpisodeDataset.open(demos) if demos else None
-    summary = train(tc, lambda: load_policy(base_spec), dataset, progress=progress)
+    summary = train(tc, base_factory(base), dataset, progress=progress)
     summary.pop("curve", None)
     return summary
 
@@ -37,6 +37,7 @@ def run_one(tc: ResidualTrainConfig, base_spec: str, demos: str | None, progress
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--base", required=True, help="frozen base: checkpoint folder or expert:<task>:<quality>")
+    add_base_arguments(p)
     p.add_argument("--task", required=True, choices=["reach", "push", "lift"])
     p.add_argument("--demos", help="demonstrations for RLPD symmetric sampling (both learners)")
     p.add_argument("--env-steps", type=int, default=100_000)
@@ -61,10 +62,13 @@ def main() -> None:
     print(f"[bench] residual on {args.base} and the from-scratch baseline, {args.env_steps} env steps each, "
           f"evaluated every {args.eval_every} on {args.eval_episodes} episodes", file=sys.stderr, flush=True)
     with mp.get_context("spawn").Pool(2) as pool:
-        res = pool.apply_async(run_one, (residual, args.base, args.demos, True))
-        base = pool.apply_async(run_one, (baseline, "hold", args.demos, False))
+        base_flags = argparse.Namespace(base=args.base, base_noise_scale=args.base_noise_scale)
+        res = pool.apply_async(run_one, (residual, base_flags, args.demos, True))
+        base = pool.apply_async(run_one, (baseline, argparse.Namespace(base="hold", base_noise_scale=None),
+                                          args.demos, False))
         r, b = res.get(), base.get()
-    result = {"bench": "residual_efficiency", "task": args.task, "base": args.base, "env_steps": args.env_steps,
+    result = {"bench": "residual_efficiency", "task": args.task, "base": args.base,
+              "base_noise_scale": args.base_noise_scale, "env_steps": args.env_steps,
               "eval_episodes": args.eval_episodes, "residual": algo.to_dict(),
               **{k: r[k] for k in ("base_success", "final_success", "best_success", "env_steps_to_90",
                                    "env_steps_to_95", "wall_s_to_90", "wall_s_to_95", "wall_s")},

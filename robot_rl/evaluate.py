@@ -7,11 +7,9 @@ the base policy, V-GPS steering with every requested number of samples N and tem
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import time
 
-from robot_rl.errors import ConfigError
 from robot_rl.sim.rollout import evaluate
 
 
@@ -24,22 +22,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--residual", help="residual checkpoint: also evaluate base + residual")
     parser.add_argument("--action-horizon", type=int, default=0,
                         help="diffusion policy: actions executed per chunk (Ta); 0: the checkpoint's own")
+    parser.add_argument("--noise-scale", type=float,
+                        help="diffusion policy: scale of the initial DDIM noise (0: deterministic); default: the checkpoint's")
     parser.add_argument("--num-episodes", type=int, default=100)
     parser.add_argument("--seed", type=int, default=10_000, help="episode i uses seed+i")
     parser.add_argument("--out", help="write the results as JSON here")
 
 
 def run(args: argparse.Namespace) -> int:
-    from robot_rl.policies.loading import load_policy
+    from robot_rl.policies.loading import load_policy, with_deployment
 
     seeds = range(args.seed, args.seed + args.num_episodes)
-    base = load_policy(args.policy)
-    if args.action_horizon:  # a deployment choice, like the node's action_horizon parameter
-        if not hasattr(base, "config"):
-            raise ConfigError(f"--action-horizon applies to a diffusion checkpoint, not {args.policy}")
-        base.config = dataclasses.replace(base.config, action_horizon=args.action_horizon)
+    # deployment choices, like the node's action_horizon and noise_scale parameters
+    base = with_deployment(load_policy(args.policy), args.policy, action_horizon=args.action_horizon or None,
+                           noise_scale=args.noise_scale)
+    config = getattr(base, "config", None)
     results = {"task": args.task, "episodes": args.num_episodes, "seed": args.seed,
-               "action_horizon": getattr(getattr(base, "config", None), "action_horizon", None)}
+               "action_horizon": getattr(config, "action_horizon", None),
+               "noise_scale": getattr(config, "noise_scale", None)}
     rows = []
 
     def record(name: str, policy, **extra) -> None:

@@ -124,6 +124,24 @@ def test_sample_chunks_shapes_finiteness_and_seeding(n):
     assert policy.sample_executable(hist, n).shape == (n, 8, 8)
 
 
+def test_noise_scale_zero_is_deterministic_ddim_and_scales_the_initial_noise():
+    hist = history(tiny_config())
+    policy = DiffusionPolicy(tiny_config(noise_scale=0.0)).eval()
+    a = policy.sample_chunks(hist, 3, torch.Generator().manual_seed(0))
+    b = policy.sample_chunks(hist, 3, torch.Generator().manual_seed(1))
+    np.testing.assert_array_equal(a, b)  # every seed and every sample: the same chunk
+    np.testing.assert_array_equal(a[0], a[2])
+    zero = policy.generate({k: torch.as_tensor(v)[None] for k, v in hist.items()}, noise=torch.zeros(1, 16, 8))
+    np.testing.assert_allclose(a[:1], zero.numpy(), atol=1e-4)  # the chunk zero noise maps (batch 3 vs 1)
+    half = DiffusionPolicy(tiny_config(noise_scale=0.5)).eval()
+    half.load_state_dict(policy.state_dict())
+    g = torch.Generator().manual_seed(4)
+    expected = 0.5 * torch.randn(2, 16, 8, generator=torch.Generator().manual_seed(4))
+    torch.testing.assert_close(half._noise(2, g), expected)
+    with pytest.raises(ConfigError, match="noise_scale"):
+        tiny_config(noise_scale=-0.1)
+
+
 def test_history_as_list_of_observations_and_short_history_are_padded():
     policy = DiffusionPolicy(tiny_config()).eval()
     hist = history(policy.config)

@@ -192,7 +192,7 @@ def test_maps_joints_by_name_holds_when_stale_and_resets_when_time_goes_back(nod
 
     probe.subscribe(Float64MultiArray, FORWARD)
     probe.subscribe(JointTrajectory, "/policy/action_chunk")
-    nodes.node("policy", POLICY, {"checkpoint": checkpoints[0], "max_age": 1.0, "request_lead": 0})
+    nodes.node("policy", POLICY, {"checkpoint": checkpoints[0], "max_age": 1.0, "request_lead": 0, "noise_scale": 0.5})
     env = ArmEnv("reach")
     obs, _ = env.reset(seed=3)
     env.close()
@@ -215,15 +215,21 @@ def test_maps_joints_by_name_holds_when_stale_and_resets_when_time_goes_back(nod
         "the guard's reference is not the measured joints in joint_names order (mapped by position?)"
     chunk = wait_for(lambda: probe.all("/policy/action_chunk"), 10, "a chunk")[0]
     assert round(msgs.from_time(chunk.header.stamp), 6) == 1.0  # the first observation's stamp
-    # the library computes the same chunk from the same observation and seed (the node's i-th
-    # reset seeds with seed + i; loading the checkpoint was reset 1): the node assembles the
-    # observation as the simulator does (ee_pos by forward kinematics agrees to ~1e-4 m)
+    # the library computes the same chunk from the same observation, seed and noise scale (the
+    # node's i-th reset seeds with seed + i; loading the checkpoint was reset 1): the node assembles
+    # the observation as the simulator does (ee_pos by forward kinematics agrees to ~1e-4 m)
+    from dataclasses import replace
+
     from robot_rl.policies.diffusion.model import DiffusionPolicy
 
     policy = DiffusionPolicy.from_checkpoint(checkpoints[0])
-    policy.reset(seed=1)
-    expected = policy.executable(policy.sample_chunks(policy.observe(obs), 1))[0]
-    np.testing.assert_allclose(msgs.trajectory_from_msg(chunk)[2], expected, atol=0.02)
+    chunks = {}
+    for scale in (0.5, 1.0):
+        policy.config = replace(policy.config, noise_scale=scale)
+        policy.reset(seed=1)
+        chunks[scale] = policy.executable(policy.sample_chunks(policy.observe(obs), 1))[0]
+    assert np.abs(chunks[0.5] - chunks[1.0]).max() > 0.1  # the check below can tell the scales apart
+    np.testing.assert_allclose(msgs.trajectory_from_msg(chunk)[2], chunks[0.5], atol=0.02)
 
     # poses stop updating: joint states go on (ticks first wait for poses in sync, then the
     # poses are older than max_age) -> hold

@@ -47,3 +47,18 @@ def test_eval_bad_action_horizon_is_one_line_exit_2(checkpoint, policy):
     assert r.returncode == 2
     assert len(r.stderr.strip().splitlines()) == 1
     assert "action_horizon" in r.stderr or "action-horizon" in r.stderr
+
+
+def test_eval_reports_the_noise_scale_it_ran_with(checkpoint):
+    for flags, expected in (([], 1.0), (["--noise-scale", 0], 0.0)):
+        r = robot_rl_eval("--task", "reach", "--policy", checkpoint, "--num-episodes", 1, *flags)
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout.strip().splitlines()[-1])["noise_scale"] == expected
+
+
+@pytest.mark.parametrize("policy, scale", [("ckpt", -1), ("expert:push", 0)])
+def test_eval_bad_noise_scale_is_one_line_exit_2(checkpoint, policy, scale):
+    r = robot_rl_eval("--task", "push", "--policy", checkpoint if policy == "ckpt" else policy,
+                      "--num-episodes", 1, "--noise-scale", scale)
+    assert r.returncode == 2
+    assert len(r.stderr.strip().splitlines()) == 1 and "noise_scale" in r.stderr

@@ -6,10 +6,11 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
-from robot_rl.errors import DataError
+from robot_rl.errors import ConfigError, DataError
 
 
 def load_policy(spec: str, device: str = "cpu"):
@@ -35,3 +36,15 @@ def load_policy(spec: str, device: str = "cpu"):
 
         return DiffusionPolicy.from_checkpoint(path, device=device)
     raise DataError(f"{config}: policy kind {kind!r} cannot be loaded as a standalone policy")
+
+
+def with_deployment(policy, spec: str, **settings):
+    """`policy` with deployment-time settings of its diffusion config replaced (action_horizon,
+    noise_scale, ...); a None setting keeps the checkpoint's. Validated like the config itself."""
+    settings = {k: v for k, v in settings.items() if v is not None}
+    if not settings:
+        return policy
+    if not hasattr(policy, "config"):
+        raise ConfigError(f"{', '.join(settings)} applies to a diffusion checkpoint, not {spec}")
+    policy.config = dataclasses.replace(policy.config, **settings)
+    return policy

@@ -81,6 +81,7 @@ from trajectory_msgs.msg import JointTrajectory
 
 from robot_rl.errors import ConfigError, DataError, RobotRLError
 from robot_rl.policies.chunk_executor import ChunkExecutor
+from robot_rl.policies.loading import with_deployment
 from robot_rl.ros import msgs
 from robot_rl.ros.base_node import BaseNode
 from robot_rl.ros.candidates import candidates_to_msg
@@ -106,6 +107,7 @@ class DiffusionPolicyConfig:
     control_dt: float = field(default=0.1, metadata={"help": "control period (s of observation time); the policy's training rate"})
     num_samples: int = field(default=1, metadata={"help": "chunks sampled per observation; > 1 also publishes them on /policy/candidates"})
     num_inference_steps: int = field(default=0, metadata={"help": "DDIM steps per chunk; 0: the checkpoint's own"})
+    noise_scale: float = field(default=-1.0, metadata={"help": "scale of the initial DDIM noise (0: deterministic chunks); < 0: the checkpoint's own"})
     action_horizon: int = field(default=0, metadata={"help": "Ta, actions executed per chunk; 0: the checkpoint's own"})
     request_lead: int = field(default=1, metadata={"help": "extra actions per chunk that cover the next chunk's inference (ticks)"})
     max_age: float = field(default=0.5, metadata={"help": "hold when an observation is older than this (s)"})
@@ -272,7 +274,8 @@ class DiffusionPolicyNode(BaseNode):
         from robot_rl.policies.diffusion.model import DiffusionPolicy
 
         c = self.config
-        policy = DiffusionPolicy.from_checkpoint(path, device=c.device)
+        policy = with_deployment(DiffusionPolicy.from_checkpoint(path, device=c.device), path,
+                                 noise_scale=c.noise_scale if c.noise_scale >= 0 else None)
         pc = policy.config
         if pc.action_dim != len(c.joint_names):
             raise DataError(f"{path}: the policy has {pc.action_dim} actions, joint_names has {len(c.joint_names)} joints")

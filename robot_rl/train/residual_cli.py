@@ -27,6 +27,7 @@ KNOBS = {
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base", required=True, help="base policy: a checkpoint folder or expert:<task>[:<quality>]")
+    add_base_arguments(parser)
     parser.add_argument("--task", required=True, choices=["reach", "push", "lift"])
     parser.add_argument("--demos", help="episode dataset of demonstrations for RLPD symmetric sampling")
     parser.add_argument("--total-env-steps", type=int, default=ResidualTrainConfig.total_env_steps)
@@ -35,6 +36,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/residual")
     add_algo_arguments(parser)
+
+
+def add_base_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--base-noise-scale", type=float,
+                        help="diffusion base: scale of its initial DDIM noise (0: deterministic); default: the checkpoint's")
+
+
+def base_factory(args: argparse.Namespace):
+    """Builds fresh copies of the frozen base (the trainer keeps one for training, one for evaluation)."""
+    from robot_rl.policies.loading import load_policy, with_deployment
+
+    return lambda: with_deployment(load_policy(args.base), args.base, noise_scale=args.base_noise_scale)
 
 
 def add_algo_arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,8 +80,7 @@ def train_config(args: argparse.Namespace) -> ResidualTrainConfig:
 
 def run(args: argparse.Namespace) -> int:
     from robot_rl.data.dataset import EpisodeDataset
-    from robot_rl.policies.loading import load_policy
 
     demos = EpisodeDataset.open(args.demos) if args.demos else None
-    train(train_config(args), lambda: load_policy(args.base), demos)
+    train(train_config(args), base_factory(args), demos)
     return 0

@@ -265,7 +265,7 @@ class DiffusionPolicy(nn.Module):
     def _noise(self, n: int, generator: torch.Generator | None) -> torch.Tensor:
         # Noise is drawn on the CPU so a seed gives the same chunks on any device.
         shape = (n, self.config.pred_horizon, self.config.action_dim)
-        return torch.randn(shape, generator=generator).to(self.device)
+        return (self.config.noise_scale * torch.randn(shape, generator=generator)).to(self.device)
 
     @torch.inference_mode()
     def generate(self, obs: Mapping[str, torch.Tensor], noise: torch.Tensor | None = None,
