@@ -23,13 +23,14 @@ from robot_rl.train.residual import ResidualTrainConfig
 from robot_rl.train.residual_cli import add_algo_arguments, add_base_arguments, algo_config, base_factory
 
 
-def run_one(tc: ResidualTrainConfig, base: argparse.Namespace, demos: str | None, progress: bool) -> dict:
-    """One learner in its own process; `base` holds the base flags (picklable, unlike a factory)."""
+def run_one(tc: ResidualTrainConfig, base_spec: str, noise_scale: float | None, demos: str | None,
+            progress: bool) -> dict:
+    """One learner in its own process (arguments are picklable, unlike a base factory)."""
     from robot_rl.data.dataset import EpisodeDataset
     from robot_rl.train.residual import train
 
     dataset = EpisodeDataset.open(demos) if demos else None
-    summary = train(tc, base_factory(base), dataset, progress=progress)
+    summary = train(tc, base_factory(base_spec, noise_scale), dataset, progress=progress)
     summary.pop("curve", None)
     return summary
 
@@ -62,10 +63,8 @@ def main() -> None:
     print(f"[bench] residual on {args.base} and the from-scratch baseline, {args.env_steps} env steps each, "
           f"evaluated every {args.eval_every} on {args.eval_episodes} episodes", file=sys.stderr, flush=True)
     with mp.get_context("spawn").Pool(2) as pool:
-        base_flags = argparse.Namespace(base=args.base, base_noise_scale=args.base_noise_scale)
-        res = pool.apply_async(run_one, (residual, base_flags, args.demos, True))
-        base = pool.apply_async(run_one, (baseline, argparse.Namespace(base="hold", base_noise_scale=None),
-                                          args.demos, False))
+        res = pool.apply_async(run_one, (residual, args.base, args.base_noise_scale, args.demos, True))
+        base = pool.apply_async(run_one, (baseline, "hold", None, args.demos, False))
         r, b = res.get(), base.get()
     result = {"bench": "residual_efficiency", "task": args.task, "base": args.base,
               "base_noise_scale": args.base_noise_scale, "env_steps": args.env_steps,

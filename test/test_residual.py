@@ -250,16 +250,14 @@ def test_trainer_runs_end_to_end_with_demos_derived_features_and_correlated_nois
 
 
 def test_base_factory_builds_fresh_bases_with_the_requested_noise_scale(tmp_path):
-    import argparse
-
     from robot_rl.errors import ConfigError
     from robot_rl.train.residual_cli import base_factory
     from test_diffusion_checkpoint import make_policy
 
     make_policy().save_checkpoint(tmp_path / "ckpt")
-    make = base_factory(argparse.Namespace(base=str(tmp_path / "ckpt"), base_noise_scale=0.0))
+    make = base_factory(str(tmp_path / "ckpt"), 0.0)
     first, second = make(), make()
     assert first is not second and first.config.noise_scale == second.config.noise_scale == 0.0
-    assert base_factory(argparse.Namespace(base=str(tmp_path / "ckpt"), base_noise_scale=None))().config.noise_scale == 1.0
+    assert base_factory(str(tmp_path / "ckpt"))().config.noise_scale == 1.0
     with pytest.raises(ConfigError, match="noise_scale"):
-        base_factory(argparse.Namespace(base="expert:lift", base_noise_scale=0.0))()
+        base_factory("expert:lift", 0.0)()

@@ -43,11 +43,11 @@ def add_base_arguments(parser: argparse.ArgumentParser) -> None:
                         help="diffusion base: scale of its initial DDIM noise (0: deterministic); default: the checkpoint's")
 
 
-def base_factory(args: argparse.Namespace):
+def base_factory(spec: str, noise_scale: float | None = None):
     """Builds fresh copies of the frozen base (the trainer keeps one for training, one for evaluation)."""
     from robot_rl.policies.loading import load_policy, with_deployment
 
-    return lambda: with_deployment(load_policy(args.base), args.base, noise_scale=args.base_noise_scale)
+    return lambda: with_deployment(load_policy(spec), spec, noise_scale=noise_scale)
 
 
 def add_algo_arguments(parser: argparse.ArgumentParser) -> None:
@@ -82,5 +82,5 @@ def run(args: argparse.Namespace) -> int:
     from robot_rl.data.dataset import EpisodeDataset
 
     demos = EpisodeDataset.open(args.demos) if args.demos else None
-    train(train_config(args), base_factory(args), demos)
+    train(train_config(args), base_factory(args.base, args.base_noise_scale), demos)
     return 0
