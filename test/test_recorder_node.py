@@ -111,6 +111,16 @@ def run_episode(probe, success_or_ticks: int, recorder: str = "/recorder") -> bo
     return success
 
 
+# Every stream of the sim + expert graph: an episode started before the recorder has found
+# /joint_states (its reference clock) is rightly refused, and discovery can take seconds.
+SIM_STREAMS = ("/forward_position_controller/commands", "/joint_states", "/task/object_poses", "/task/reward",
+               "/task/success", "/camera/front/image_raw", "/camera/front/camera_info")
+
+
+def subscribed_to_all(log: str) -> bool:
+    return all(f"subscribed to {topic} " in log for topic in SIM_STREAMS)
+
+
 def test_sim_expert_episodes_from_bag_equals_live_and_sigkill(nodes, probe, tmp_path):
     probe.subscribe(JointState, "/joint_states")
     probe.subscribe(Bool, "/task/success")
@@ -124,8 +134,7 @@ def test_sim_expert_episodes_from_bag_equals_live_and_sigkill(nodes, probe, tmp_
     rec_params = {**common, "bag_dir": tmp_path / "bags", "bag_name": "b1", "dataset": tmp_path / "live",
                   "cameras": ["front"], "source_quality": "expert"}
     nodes.node("recorder", RECORDER, rec_params)
-    wait_for(lambda: "subscribed to /forward_position_controller/commands" in nodes.log("recorder"), 60,
-             "the recorder to see the expert's commands")
+    wait_for(lambda: subscribed_to_all(nodes.log("recorder")), 60, "the recorder to see every stream")
     labels = [run_episode(probe, 40) for _ in range(2)]
     wait_for(lambda: (tmp_path / "live" / "dataset.json").exists()
              and EpisodeDataset.open(tmp_path / "live").num_episodes == 2, 60, "two committed episodes")
@@ -154,8 +163,7 @@ def test_sim_expert_episodes_from_bag_equals_live_and_sigkill(nodes, probe, tmp_
     # restart into a new bag and the same dataset (another node name: the killed recorder's
     # services linger in DDS discovery until its lease runs out)
     nodes.node("recorder2", RECORDER, {**rec_params, "bag_name": "b2"}, ros_args=["-r", "__node:=recorder2"])
-    wait_for(lambda: "subscribed to /forward_position_controller/commands" in nodes.log("recorder2"), 60,
-             "the restarted recorder")
+    wait_for(lambda: subscribed_to_all(nodes.log("recorder2")), 60, "the restarted recorder")
     time.sleep(2.0)  # its subscriptions exist; let DDS match them before a ~1 s lock-step episode
     run_episode(probe, 15, "/recorder2")
     wait_for(lambda: EpisodeDataset.open(tmp_path / "live").num_episodes == 3, 60, "the episode after the restart")
