@@ -23,14 +23,13 @@ from robot_rl.train.residual import ResidualTrainConfig
 from robot_rl.train.residual_cli import add_algo_arguments, add_base_arguments, algo_config, base_factory
 
 
-def run_one(tc: ResidualTrainConfig, base_spec: str, noise_scale: float | None, demos: str | None,
-            progress: bool) -> dict:
+def run_one(tc: ResidualTrainConfig, demos: str | None, progress: bool) -> dict:
     """One learner in its own process (arguments are picklable, unlike a base factory)."""
     from robot_rl.data.dataset import EpisodeDataset
     from robot_rl.train.residual import train
 
     dataset = EpisodeDataset.open(demos) if demos else None
-    summary = train(tc, base_factory(base_spec, noise_scale), dataset, progress=progress)
+    summary = train(tc, base_factory(tc.base, tc.base_noise_scale), dataset, progress=progress)
     summary.pop("curve", None)
     return summary
 
@@ -54,17 +53,18 @@ def main() -> None:
     common = dict(task=args.task, total_env_steps=args.env_steps, eval_every=args.eval_every,
                   eval_episodes=args.eval_episodes)
     algo = algo_config(args)
-    residual = ResidualTrainConfig(out=str(Path(args.out) / "residual"), algo=algo, **common)
+    residual = ResidualTrainConfig(out=str(Path(args.out) / "residual"), base=args.base,
+                                   base_noise_scale=args.base_noise_scale, algo=algo, **common)
     arm, gripper = args.baseline_scale or ((0.1, 0.04) if args.residual_space == "joint" else
                                            (algo.residual_scale[0], algo.residual_scale[-1]))
     scratch_algo = dataclasses.replace(algo, residual_penalty=0.0,
                                        residual_scale=arm_gripper_scale(args.residual_space, arm, gripper))
-    baseline = ResidualTrainConfig(out=str(Path(args.out) / "baseline"), algo=scratch_algo, **common)
+    baseline = ResidualTrainConfig(out=str(Path(args.out) / "baseline"), base="hold", algo=scratch_algo, **common)
     print(f"[bench] residual on {args.base} and the from-scratch baseline, {args.env_steps} env steps each, "
           f"evaluated every {args.eval_every} on {args.eval_episodes} episodes", file=sys.stderr, flush=True)
     with mp.get_context("spawn").Pool(2) as pool:
-        res = pool.apply_async(run_one, (residual, args.base, args.base_noise_scale, args.demos, True))
-        base = pool.apply_async(run_one, (baseline, "hold", None, args.demos, False))
+        res = pool.apply_async(run_one, (residual, args.demos, True))
+        base = pool.apply_async(run_one, (baseline, args.demos, False))
         r, b = res.get(), base.get()
     result = {"bench": "residual_efficiency", "task": args.task, "base": args.base,
               "base_noise_scale": args.base_noise_scale, "env_steps": args.env_steps,

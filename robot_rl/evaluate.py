@@ -23,7 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--action-horizon", type=int, default=0,
                         help="diffusion policy: actions executed per chunk (Ta); 0: the checkpoint's own")
     parser.add_argument("--noise-scale", type=float,
-                        help="diffusion policy: scale of the initial DDIM noise (0: deterministic); default: the checkpoint's")
+                        help="diffusion policy: scale of the initial DDIM noise (0: deterministic); default: the one "
+                             "--residual was trained with, else the checkpoint's")
     parser.add_argument("--num-episodes", type=int, default=100)
     parser.add_argument("--seed", type=int, default=10_000, help="episode i uses seed+i")
     parser.add_argument("--out", help="write the results as JSON here")
@@ -33,9 +34,14 @@ def run(args: argparse.Namespace) -> int:
     from robot_rl.policies.loading import load_policy, with_deployment
 
     seeds = range(args.seed, args.seed + args.num_episodes)
+    noise_scale = args.noise_scale
+    if noise_scale is None and args.residual:  # base and base + residual both run the base it learned on
+        from robot_rl.policies.residual.model import trained_base_noise_scale
+
+        noise_scale = trained_base_noise_scale(args.residual)
     # deployment choices, like the node's action_horizon and noise_scale parameters
     base = with_deployment(load_policy(args.policy), args.policy, action_horizon=args.action_horizon or None,
-                           noise_scale=args.noise_scale)
+                           noise_scale=noise_scale)
     config = getattr(base, "config", None)
     results = {"task": args.task, "episodes": args.num_episodes, "seed": args.seed,
                "action_horizon": getattr(config, "action_horizon", None),

@@ -6,7 +6,7 @@ import torch
 from robot_rl.data.replay import NStepWriter, ReplayBuffer, sample_symmetric
 from robot_rl.policies.hlgauss import HLGauss
 from robot_rl.policies.residual.config import DEFAULT_SCALE, ResidualConfig
-from robot_rl.policies.residual.model import ResidualActor, ResidualPolicy, default_normalizer
+from robot_rl.policies.residual.model import ResidualActor, ResidualPolicy, default_normalizer, trained_base_noise_scale
 from robot_rl.policies.residual.config import SPACES
 from robot_rl.policies.residual.space import CorrectionSpace, space_for
 from robot_rl.sim.arm import HOME_QPOS, joint_limits
@@ -230,7 +230,7 @@ def test_trainer_runs_end_to_end_with_demos_derived_features_and_correlated_nois
                           actor_hidden=16, critic_hidden=16, num_critics=2, batch_size=16, warmup_steps=40,
                           critic_warmup_updates=10, noise_correlation=0.8, bc_weight=0.5)
     tc = ResidualTrainConfig(task="reach", total_env_steps=120, eval_every=60, eval_episodes=2,
-                             out=str(tmp_path / "run"), algo=algo)
+                             out=str(tmp_path / "run"), base="expert:reach:medium", base_noise_scale=0.0, algo=algo)
     summary = train(tc, lambda: ScriptedExpert("reach", "medium"), demos, progress=False)
     assert [r["env_steps"] for r in summary["curve"]] == [0, 60, 120]
     assert summary["curve"][-1]["updates"] == 2 * (120 - 40)  # utd_ratio 2 after the warm-up
@@ -239,6 +239,8 @@ def test_trainer_runs_end_to_end_with_demos_derived_features_and_correlated_nois
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["final_success"] == summary["final_success"]
     policy = ResidualPolicy.from_checkpoint(tmp_path / "run" / "checkpoint", base=ScriptedExpert("reach", "medium"))
     assert policy.cfg.obs_keys[-1] == "target_rel" and policy.cfg.noise_correlation == 0.8
+    saved = json.loads((tmp_path / "run" / "checkpoint" / "config.json").read_text())
+    assert saved["base"] == "expert:reach:medium" and trained_base_noise_scale(tmp_path / "run" / "checkpoint") == 0.0
     env = ArmEnv("reach")
     obs, _ = env.reset(seed=SEEDS[0])
     policy.reset(seed=SEEDS[0])

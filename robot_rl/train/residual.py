@@ -39,6 +39,10 @@ class ResidualTrainConfig:
     seed: int = 0
     out: str = "runs/residual"
     torch_threads: int = 1  # small MLPs: one thread beats two on a busy 2-core machine
+    # The base this residual corrects, written into its checkpoint: a residual learned on a
+    # deterministic base (noise_scale 0) must be deployed on one, and eval takes it from there.
+    base: str = ""
+    base_noise_scale: float | None = None
     algo: ResidualConfig = field(default_factory=ResidualConfig)
 
 
@@ -216,7 +220,8 @@ def train(tc: ResidualTrainConfig, make_base, demos=None, progress: bool = True)
                 learner.update(train_actor=learner.updates >= cfg.critic_warmup_updates)
         if step % tc.eval_every == 0:
             run_eval(step)
-            ResidualPolicy(None, learner.actor, cfg).save(out / "checkpoint", learner.critic, {"task": tc.task})
+            ResidualPolicy(None, learner.actor, cfg).save(out / "checkpoint", learner.critic, {
+                "task": tc.task, "base": tc.base, "base_noise_scale": tc.base_noise_scale})
             _write_curves(out, rows)
         bar.set_postfix(succ=f"{rows[-1]['success']:.2f}", q=f"{learner.stats['q_mean']:.2f}")
     summary = _summary(rows)

@@ -75,12 +75,14 @@ def algo_config(args: argparse.Namespace) -> ResidualConfig:
 
 def train_config(args: argparse.Namespace) -> ResidualTrainConfig:
     return ResidualTrainConfig(task=args.task, total_env_steps=args.total_env_steps, eval_every=args.eval_every,
-                               eval_episodes=args.eval_episodes, seed=args.seed, out=args.out, algo=algo_config(args))
+                               eval_episodes=args.eval_episodes, seed=args.seed, out=args.out, base=args.base,
+                               base_noise_scale=args.base_noise_scale, algo=algo_config(args))
 
 
 def run(args: argparse.Namespace) -> int:
     from robot_rl.data.dataset import EpisodeDataset
 
     demos = EpisodeDataset.open(args.demos) if args.demos else None
-    train(train_config(args), base_factory(args.base, args.base_noise_scale), demos)
+    tc = train_config(args)
+    train(tc, base_factory(tc.base, tc.base_noise_scale), demos)
     return 0

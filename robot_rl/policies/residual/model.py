@@ -168,6 +168,18 @@ class ResidualPolicy:
         return cls(base, actor.eval(), cfg)
 
 
+def trained_base_noise_scale(path) -> float | None:
+    """The noise_scale of the diffusion base a residual checkpoint was trained on (None: the
+    base's own, or not recorded): the residual learned to correct that base, not another."""
+    config = Path(path) / "config.json"
+    try:
+        return json.loads(config.read_text()).get("base_noise_scale")
+    except FileNotFoundError as e:
+        raise DataError(f"{config}: missing from residual checkpoint {path}") from e
+    except ValueError as e:
+        raise DataError(f"{config}: not valid JSON ({e})") from e
+
+
 def residual_normalizer(cfg: ResidualConfig, states: np.ndarray) -> Normalizer:
     """Standardise the state vector with the statistics of `states` (N, D) rows; the correction
     space's features (already in [-1, 1]) are appended unscaled."""
