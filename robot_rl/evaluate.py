@@ -34,11 +34,14 @@ def run(args: argparse.Namespace) -> int:
     from robot_rl.policies.loading import load_policy, with_deployment
 
     seeds = range(args.seed, args.seed + args.num_episodes)
-    noise_scale = args.noise_scale
-    if noise_scale is None and args.residual:  # base and base + residual both run the base it learned on
-        from robot_rl.policies.residual.model import trained_base_noise_scale
+    residual = None
+    if args.residual:
+        from robot_rl.policies.residual.model import ResidualPolicy
 
-        noise_scale = trained_base_noise_scale(args.residual)
+        residual = ResidualPolicy.from_checkpoint(args.residual)
+    noise_scale = args.noise_scale
+    if noise_scale is None and residual is not None:  # base and base + residual run the base it learned on
+        noise_scale = residual.base_noise_scale
     # deployment choices, like the node's action_horizon and noise_scale parameters
     base = with_deployment(load_policy(args.policy), args.policy, action_horizon=args.action_horizon or None,
                            noise_scale=noise_scale)
@@ -65,10 +68,9 @@ def run(args: argparse.Namespace) -> int:
         for n in args.num_samples:
             for beta in args.beta:
                 record(f"steered N={n} beta={beta:g}", SteeredPolicy(base, value, n, beta), num_samples=n, beta=beta)
-    if args.residual:
-        from robot_rl.policies.residual.model import ResidualPolicy
-
-        record("base + residual", ResidualPolicy.from_checkpoint(args.residual, base=base))
+    if residual is not None:
+        residual.base = base
+        record("base + residual", residual)
     results["rows"] = rows
     results["base_success"] = rows[0]["success"]
     if len(rows) > 1:

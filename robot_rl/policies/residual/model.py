@@ -112,6 +112,9 @@ class ResidualPolicy:
         self.base, self.actor, self.cfg = base, actor, cfg
         self.space = space_for(cfg)
         self.last_base: np.ndarray | None = None
+        # noise_scale of the diffusion base it learned on (from its checkpoint; None: the base's
+        # own): it corrects that base, not another
+        self.base_noise_scale: float | None = None
 
     def reset(self, seed: int | None = None) -> None:
         self.space.reset()
@@ -165,19 +168,9 @@ class ResidualPolicy:
         wrong = [k for k in missing if not k.startswith("norm.")] + [k for k in unexpected if k != "scale"]
         if wrong:
             raise DataError(f"{path / 'model.safetensors'}: actor tensors do not match the config ({wrong[:3]})")
-        return cls(base, actor.eval(), cfg)
-
-
-def trained_base_noise_scale(path) -> float | None:
-    """The noise_scale of the diffusion base a residual checkpoint was trained on (None: the
-    base's own, or not recorded): the residual learned to correct that base, not another."""
-    config = Path(path) / "config.json"
-    try:
-        return json.loads(config.read_text()).get("base_noise_scale")
-    except FileNotFoundError as e:
-        raise DataError(f"{config}: missing from residual checkpoint {path}") from e
-    except ValueError as e:
-        raise DataError(f"{config}: not valid JSON ({e})") from e
+        policy = cls(base, actor.eval(), cfg)
+        policy.base_noise_scale = raw.get("base_noise_scale")
+        return policy
 
 
 def residual_normalizer(cfg: ResidualConfig, states: np.ndarray) -> Normalizer:
