@@ -69,7 +69,7 @@ def main() -> None:
     result = {"bench": "residual_efficiency", "task": args.task, "base": args.base,
               "base_noise_scale": args.base_noise_scale, "env_steps": args.env_steps,
               "eval_episodes": args.eval_episodes, "residual": algo.to_dict(),
-              **{k: r[k] for k in ("base_success", "final_success", "best_success", "env_steps_to_90",
+              **{k: r[k] for k in ("base_success", "final_success", "best_success", "best_env_steps", "env_steps_to_90",
                                    "env_steps_to_95", "wall_s_to_90", "wall_s_to_95", "wall_s")},
               "baseline_final_success": b["final_success"], "baseline_best_success": b["best_success"],
               "baseline_env_steps_to_90": b["env_steps_to_90"], "baseline_env_steps_to_95": b["env_steps_to_95"],

@@ -234,9 +234,13 @@ def test_trainer_runs_end_to_end_with_demos_derived_features_and_correlated_nois
     summary = train(tc, lambda: ScriptedExpert("reach", "medium"), demos, progress=False)
     assert [r["env_steps"] for r in summary["curve"]] == [0, 60, 120]
     assert summary["curve"][-1]["updates"] == 2 * (120 - 40)  # utd_ratio 2 after the warm-up
-    for name in ("curves.csv", "curves.png", "summary.json", "checkpoint/model.safetensors"):
+    for name in ("curves.csv", "curves.png", "summary.json", "checkpoint/model.safetensors", "best/model.safetensors"):
         assert (tmp_path / "run" / name).is_file(), name
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["final_success"] == summary["final_success"]
+    trained = summary["curve"][1:]  # best/ is the latest of the trained evaluations with the top success
+    top = max(r["success"] for r in trained)
+    assert summary["best_env_steps"] == max(r["env_steps"] for r in trained if r["success"] == top)
+    assert json.loads((tmp_path / "run" / "best" / "config.json").read_text())["env_steps"] == summary["best_env_steps"]
     policy = ResidualPolicy.from_checkpoint(tmp_path / "run" / "checkpoint", base=ScriptedExpert("reach", "medium"))
     assert policy.cfg.obs_keys[-1] == "target_rel" and policy.cfg.noise_correlation == 0.8
     saved = json.loads((tmp_path / "run" / "checkpoint" / "config.json").read_text())

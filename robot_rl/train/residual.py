@@ -220,15 +220,19 @@ def train(tc: ResidualTrainConfig, make_base, demos=None, progress: bool = True)
                 learner.update(train_actor=learner.updates >= cfg.critic_warmup_updates)
         if step % tc.eval_every == 0:
             run_eval(step)
-            ResidualPolicy(None, learner.actor, cfg).save(out / "checkpoint", learner.critic, {
-                "task": tc.task, "base": tc.base, "base_noise_scale": tc.base_noise_scale})
+            saved = ResidualPolicy(None, learner.actor, cfg)
+            meta = {"task": tc.task, "base": tc.base, "base_noise_scale": tc.base_noise_scale}
+            saved.save(out / "checkpoint", learner.critic, meta)
+            if rows[-1]["success"] >= max(r["success"] for r in rows[1:]):  # ties go to the later, longer-trained
+                saved.save(out / "best", learner.critic, {**meta, "env_steps": step})
             _write_curves(out, rows)
         bar.set_postfix(succ=f"{rows[-1]['success']:.2f}", q=f"{learner.stats['q_mean']:.2f}")
     summary = _summary(rows)
     (out / "summary.json").write_text(json.dumps({"config": asdict(tc), **summary}, indent=2, default=str))
     print(f"residual {tc.task}: success {summary['base_success']:.2f} -> {summary['final_success']:.2f}, "
           f"90% at {summary['env_steps_to_90']} steps, 95% at {summary['env_steps_to_95']} steps, "
-          f"{summary['wall_s']:.0f} s; checkpoint {out / 'checkpoint'}")
+          f"{summary['wall_s']:.0f} s; checkpoint {out / 'checkpoint'}, best ({summary['best_success']:.2f} at "
+          f"{summary['best_env_steps']} steps) {out / 'best'}")
     return summary
 
 
@@ -237,8 +241,10 @@ def _first(rows, key, threshold):
 
 
 def _summary(rows) -> dict:
+    trained = rows[1:] or rows
+    best = max(trained, key=lambda r: (r["success"], r["env_steps"]))
     return {"base_success": rows[0]["success"], "final_success": rows[-1]["success"],
-            "best_success": max(r["success"] for r in rows),
+            "best_success": best["success"], "best_env_steps": best["env_steps"],
             "env_steps_to_90": _first(rows, "env_steps", 0.9), "env_steps_to_95": _first(rows, "env_steps", 0.95),
             "wall_s_to_90": _first(rows, "wall_s", 0.9), "wall_s_to_95": _first(rows, "wall_s", 0.95),
             "wall_s": rows[-1]["wall_s"], "curve": rows}
