@@ -18,7 +18,8 @@ KNOBS = {
     "max_offset": "task space: the largest TCP offset the residual may hold, m per axis",
     "offset_decay": "task space: factor on the held offset every step (< 1: it leaks back to the base)",
     "residual_penalty": "L2 weight on the actor's pre-tanh correction",
-    "bc_weight": "TD3+BC: weight of the pull towards the demonstrations' corrections (0: plain RLPD)",
+    "bc_weight": "TD3+BC: weight of the pull towards the demonstrations' corrections (0: plain RLPD); the pull is "
+                 "measured in units of residual_scale, so k times the scale needs k^2 times the weight for the same pull",
     "actor_lr": None,
     "critic_lr": None,
     "gamma": None,
