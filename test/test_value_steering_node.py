@@ -97,6 +97,9 @@ def test_node_reseeds_at_episode_start_and_holds_on_stale_inputs(nodes, probe):
     latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
     episode = probe.node.create_publisher(Header, "/sim/episode_start", latched)
     wait_for(lambda: episode.get_subscription_count() > 0, 15, "a subscriber on /sim/episode_start")
+    # The publishers see the node's readers; the readers may not see them yet and would drop the
+    # first candidates (then the watchdog's hold comes first): every subscription matched both ways.
+    time.sleep(1.0)
 
     def observe(stamp, q):
         joints.publish(msgs.joint_state_to_msg(JOINT_NAMES, q, stamp=stamp))
