@@ -223,7 +223,7 @@ def train(tc: ResidualTrainConfig, make_base, demos=None, progress: bool = True)
             saved = ResidualPolicy(None, learner.actor, cfg)
             meta = {"task": tc.task, "base": tc.base, "base_noise_scale": tc.base_noise_scale}
             saved.save(out / "checkpoint", learner.critic, meta)
-            if rows[-1]["success"] >= max(r["success"] for r in rows[1:]):  # ties go to the later, longer-trained
+            if _best(rows) is rows[-1]:
                 saved.save(out / "best", learner.critic, {**meta, "env_steps": step})
             _write_curves(out, rows)
         bar.set_postfix(succ=f"{rows[-1]['success']:.2f}", q=f"{learner.stats['q_mean']:.2f}")
@@ -240,9 +240,13 @@ def _first(rows, key, threshold):
     return next((r[key] for r in rows if r["success"] >= threshold), None)
 
 
+def _best(rows) -> dict:
+    """The trained evaluation (not the step-0 base) with the top success; ties go to the later, longer-trained."""
+    return max(rows[1:] or rows, key=lambda r: (r["success"], r["env_steps"]))
+
+
 def _summary(rows) -> dict:
-    trained = rows[1:] or rows
-    best = max(trained, key=lambda r: (r["success"], r["env_steps"]))
+    best = _best(rows)
     return {"base_success": rows[0]["success"], "final_success": rows[-1]["success"],
             "best_success": best["success"], "best_env_steps": best["env_steps"],
             "env_steps_to_90": _first(rows, "env_steps", 0.9), "env_steps_to_95": _first(rows, "env_steps", 0.95),
