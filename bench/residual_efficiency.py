@@ -29,7 +29,7 @@ def run_one(tc: ResidualTrainConfig, demos: str | None, progress: bool) -> dict:
     from robot_rl.train.residual import train
 
     dataset = EpisodeDataset.open(demos) if demos else None
-    summary = train(tc, base_factory(tc.base, tc.base_noise_scale), dataset, progress=progress)
+    summary = train(tc, base_factory(tc.base, tc.base_noise_scale, tc.base_action_horizon), dataset, progress=progress)
     summary.pop("curve", None)
     return summary
 
@@ -54,7 +54,8 @@ def main() -> None:
                   eval_episodes=args.eval_episodes)
     algo = algo_config(args)
     residual = ResidualTrainConfig(out=str(Path(args.out) / "residual"), base=args.base,
-                                   base_noise_scale=args.base_noise_scale, algo=algo, **common)
+                                   base_noise_scale=args.base_noise_scale, base_action_horizon=args.base_action_horizon,
+                                   algo=algo, **common)
     arm, gripper = args.baseline_scale or ((0.1, 0.04) if args.residual_space == "joint" else
                                            (algo.residual_scale[0], algo.residual_scale[-1]))
     scratch_algo = dataclasses.replace(algo, residual_penalty=0.0,
@@ -67,7 +68,8 @@ def main() -> None:
         base = pool.apply_async(run_one, (baseline, args.demos, False))
         r, b = res.get(), base.get()
     result = {"bench": "residual_efficiency", "task": args.task, "base": args.base,
-              "base_noise_scale": args.base_noise_scale, "env_steps": args.env_steps,
+              "base_noise_scale": args.base_noise_scale, "base_action_horizon": args.base_action_horizon,
+              "env_steps": args.env_steps,
               "eval_episodes": args.eval_episodes, "residual": algo.to_dict(),
               **{k: r[k] for k in ("base_success", "final_success", "best_success", "best_env_steps", "env_steps_to_90",
                                    "env_steps_to_95", "wall_s_to_90", "wall_s_to_95", "wall_s")},

@@ -21,7 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--beta", type=float, nargs="+", default=[0.0], help="0 = argmax, else softmax(Q/beta)")
     parser.add_argument("--residual", help="residual checkpoint: also evaluate base + residual")
     parser.add_argument("--action-horizon", type=int, default=0,
-                        help="diffusion policy: actions executed per chunk (Ta); 0: the checkpoint's own")
+                        help="diffusion policy: actions executed per chunk (Ta); 0: the one --residual was trained "
+                             "with, else the checkpoint's own")
     parser.add_argument("--noise-scale", type=float,
                         help="diffusion policy: scale of the initial DDIM noise (0: deterministic); default: the one "
                              "--residual was trained with, else the checkpoint's")
@@ -39,11 +40,12 @@ def run(args: argparse.Namespace) -> int:
         from robot_rl.policies.residual.model import ResidualPolicy
 
         residual = ResidualPolicy.from_checkpoint(args.residual)
-    noise_scale = args.noise_scale
-    if noise_scale is None and residual is not None:  # base and base + residual run the base it learned on
-        noise_scale = residual.base_noise_scale
+    noise_scale, action_horizon = args.noise_scale, args.action_horizon or None
+    if residual is not None:  # base and base + residual run the base it learned on
+        noise_scale = residual.base_noise_scale if noise_scale is None else noise_scale
+        action_horizon = action_horizon or residual.base_action_horizon
     # deployment choices, like the node's action_horizon and noise_scale parameters
-    base = with_deployment(load_policy(args.policy), args.policy, action_horizon=args.action_horizon or None,
+    base = with_deployment(load_policy(args.policy), args.policy, action_horizon=action_horizon,
                            noise_scale=noise_scale)
     config = getattr(base, "config", None)
     results = {"task": args.task, "episodes": args.num_episodes, "seed": args.seed,

@@ -65,17 +65,17 @@ def test_eval_bad_noise_scale_is_one_line_exit_2(checkpoint, policy, scale):
 
 
 def test_eval_runs_the_base_a_residual_was_trained_on(checkpoint, tmp_path):
-    """A residual learned on the deterministic base is evaluated on it unless told otherwise."""
+    """A residual learned on the deterministic base at Ta 2 is evaluated on it unless told otherwise."""
     from robot_rl.policies.residual.config import ResidualConfig
     from robot_rl.policies.residual.model import ResidualActor, ResidualPolicy, default_normalizer
 
     cfg = ResidualConfig(actor_hidden=8)  # reach: joint_pos, joint_vel, ee_pos and one object pose
     actor = ResidualActor(8 + 8 + 3 + 7, cfg, default_normalizer(26))
-    ResidualPolicy(None, actor, cfg).save(tmp_path / "residual", extra={"base_noise_scale": 0.0})
-    for flags, expected in (([], 0.0), (["--noise-scale", 1], 1.0)):
+    ResidualPolicy(None, actor, cfg).save(tmp_path / "residual", extra={"base_noise_scale": 0.0, "base_action_horizon": 2})
+    for flags, expected in (([], (0.0, 2)), (["--noise-scale", 1, "--action-horizon", 3], (1.0, 3))):
         r = robot_rl_eval("--task", "reach", "--policy", checkpoint, "--residual", tmp_path / "residual",
                           "--num-episodes", 1, *flags)
         assert r.returncode == 0, r.stderr
         result = json.loads(r.stdout.strip().splitlines()[-1])
-        assert result["noise_scale"] == expected
+        assert (result["noise_scale"], result["action_horizon"]) == expected
         assert [row["variant"] for row in result["rows"]] == ["base", "base + residual"]

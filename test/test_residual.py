@@ -191,11 +191,12 @@ def test_train_residual_flags_map_onto_the_config():
     tc = residual_cli.train_config(parser.parse_args(
         ["--base", "hold", "--task", "push", "--residual-scale", "0.15", "0.04", "--exploration-noise", "0.3",
          "--warmup-steps", "500", "--critic-warmup-updates", "50", "--n-step", "5", "--utd-ratio", "4",
-         "--residual-penalty", "0.01"]))
-    assert tc.task == "push"
+         "--residual-penalty", "0.01", "--target-noise", "0.1", "--noise-clip", "0.3", "--base-action-horizon", "4"]))
+    assert tc.task == "push" and tc.base_action_horizon == 4
     assert tc.algo.residual_scale == (0.15,) * 7 + (0.04,)
     assert (tc.algo.exploration_noise, tc.algo.warmup_steps, tc.algo.critic_warmup_updates) == (0.3, 500, 50)
     assert (tc.algo.n_step, tc.algo.utd_ratio, tc.algo.residual_penalty) == (5, 4, 0.01)
+    assert (tc.algo.target_noise, tc.algo.noise_clip) == (0.1, 0.3)
     task = residual_cli.train_config(parser.parse_args(["--base", "hold", "--task", "lift", "--residual-space", "task"]))
     assert task.algo.residual_scale == DEFAULT_SCALE["task"] and task.algo.correction_dim == 4
     task = residual_cli.train_config(parser.parse_args(
@@ -245,6 +246,7 @@ def test_trainer_runs_end_to_end_with_demos_derived_features_and_correlated_nois
     assert policy.cfg.obs_keys[-1] == "target_rel" and policy.cfg.noise_correlation == 0.8
     saved = json.loads((tmp_path / "run" / "checkpoint" / "config.json").read_text())
     assert saved["base"] == "expert:reach:medium" and policy.base_noise_scale == 0.0
+    assert saved["base_action_horizon"] is None and policy.base_action_horizon is None  # the base's own Ta
     env = ArmEnv("reach")
     obs, _ = env.reset(seed=SEEDS[0])
     policy.reset(seed=SEEDS[0])
@@ -261,9 +263,10 @@ def test_base_factory_builds_fresh_bases_with_the_requested_noise_scale(tmp_path
     from test_diffusion_checkpoint import make_policy
 
     make_policy().save_checkpoint(tmp_path / "ckpt")
-    make = base_factory(str(tmp_path / "ckpt"), 0.0)
+    make = base_factory(str(tmp_path / "ckpt"), 0.0, 2)
     first, second = make(), make()
     assert first is not second and first.config.noise_scale == second.config.noise_scale == 0.0
+    assert first.config.action_horizon == 2
     assert base_factory(str(tmp_path / "ckpt"))().config.noise_scale == 1.0
     with pytest.raises(ConfigError, match="noise_scale"):
         base_factory("expert:lift", 0.0)()

@@ -41,8 +41,10 @@ class ResidualTrainConfig:
     torch_threads: int = 1  # small MLPs: one thread beats two on a busy 2-core machine
     # The base this residual corrects, written into its checkpoint: a residual learned on a
     # deterministic base (noise_scale 0) must be deployed on one, and eval takes it from there.
+    # The same for its action horizon (Ta): None keeps the checkpoint's.
     base: str = ""
     base_noise_scale: float | None = None
+    base_action_horizon: int | None = None
     algo: ResidualConfig = field(default_factory=ResidualConfig)
 
 
@@ -221,7 +223,8 @@ def train(tc: ResidualTrainConfig, make_base, demos=None, progress: bool = True)
         if step % tc.eval_every == 0:
             run_eval(step)
             saved = ResidualPolicy(None, learner.actor, cfg)
-            meta = {"task": tc.task, "base": tc.base, "base_noise_scale": tc.base_noise_scale}
+            meta = {"task": tc.task, "base": tc.base, "base_noise_scale": tc.base_noise_scale,
+                    "base_action_horizon": tc.base_action_horizon}
             saved.save(out / "checkpoint", learner.critic, meta)
             if _best(rows) is rows[-1]:
                 saved.save(out / "best", learner.critic, {**meta, "env_steps": step})

@@ -13,6 +13,8 @@ KNOBS = {
     "n_step": None,
     "exploration_noise": "Gaussian noise std on the executed action, in units of residual_scale",
     "noise_correlation": "AR(1) correlation of the exploration noise from one step to the next (0: white)",
+    "target_noise": "TD3 target smoothing noise std, in units of residual_scale",
+    "noise_clip": "clip of the target smoothing noise, in units of residual_scale",
     "warmup_steps": "env steps of base + small-noise rollouts before learning",
     "critic_warmup_updates": "critic-only updates before the actor moves",
     "max_offset": "task space: the largest TCP offset the residual may hold, m per axis",
@@ -42,13 +44,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def add_base_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base-noise-scale", type=float,
                         help="diffusion base: scale of its initial DDIM noise (0: deterministic); default: the checkpoint's")
+    parser.add_argument("--base-action-horizon", type=int,
+                        help="diffusion base: actions executed per chunk (Ta); default: the checkpoint's")
 
 
-def base_factory(spec: str, noise_scale: float | None = None):
+def base_factory(spec: str, noise_scale: float | None = None, action_horizon: int | None = None):
     """Builds fresh copies of the frozen base (the trainer keeps one for training, one for evaluation)."""
     from robot_rl.policies.loading import load_policy, with_deployment
 
-    return lambda: with_deployment(load_policy(spec), spec, noise_scale=noise_scale)
+    return lambda: with_deployment(load_policy(spec), spec, noise_scale=noise_scale, action_horizon=action_horizon)
 
 
 def add_algo_arguments(parser: argparse.ArgumentParser) -> None:
@@ -77,7 +81,8 @@ def algo_config(args: argparse.Namespace) -> ResidualConfig:
 def train_config(args: argparse.Namespace) -> ResidualTrainConfig:
     return ResidualTrainConfig(task=args.task, total_env_steps=args.total_env_steps, eval_every=args.eval_every,
                                eval_episodes=args.eval_episodes, seed=args.seed, out=args.out, base=args.base,
-                               base_noise_scale=args.base_noise_scale, algo=algo_config(args))
+                               base_noise_scale=args.base_noise_scale, base_action_horizon=args.base_action_horizon,
+                               algo=algo_config(args))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -85,5 +90,5 @@ def run(args: argparse.Namespace) -> int:
 
     demos = EpisodeDataset.open(args.demos) if args.demos else None
     tc = train_config(args)
-    train(tc, base_factory(tc.base, tc.base_noise_scale), demos)
+    train(tc, base_factory(tc.base, tc.base_noise_scale, tc.base_action_horizon), demos)
     return 0

@@ -115,6 +115,7 @@ class ResidualPolicy:
         # noise_scale of the diffusion base it learned on (from its checkpoint; None: the base's
         # own): it corrects that base, not another
         self.base_noise_scale: float | None = None
+        self.base_action_horizon: int | None = None  # and its Ta, the same way
 
     def reset(self, seed: int | None = None) -> None:
         self.space.reset()
@@ -170,6 +171,7 @@ class ResidualPolicy:
             raise DataError(f"{path / 'model.safetensors'}: actor tensors do not match the config ({wrong[:3]})")
         policy = cls(base, actor.eval(), cfg)
         policy.base_noise_scale = raw.get("base_noise_scale")
+        policy.base_action_horizon = raw.get("base_action_horizon")
         return policy
 
 
