@@ -40,13 +40,12 @@ def run(args: argparse.Namespace) -> int:
         from robot_rl.policies.residual.model import ResidualPolicy
 
         residual = ResidualPolicy.from_checkpoint(args.residual)
-    noise_scale, action_horizon = args.noise_scale, args.action_horizon or None
-    if residual is not None:  # base and base + residual run the base it learned on
-        noise_scale = residual.base_noise_scale if noise_scale is None else noise_scale
-        action_horizon = action_horizon or residual.base_action_horizon
-    # deployment choices, like the node's action_horizon and noise_scale parameters
-    base = with_deployment(load_policy(args.policy), args.policy, action_horizon=action_horizon,
-                           noise_scale=noise_scale)
+    # deployment choices, like the node's action_horizon and noise_scale parameters; unless given,
+    # base and base + residual run the base the residual learned on
+    settings = residual.base_deployment() if residual is not None else {}
+    given = {"noise_scale": args.noise_scale, "action_horizon": args.action_horizon or None}
+    settings.update({k: v for k, v in given.items() if v is not None})
+    base = with_deployment(load_policy(args.policy), args.policy, **settings)
     config = getattr(base, "config", None)
     results = {"task": args.task, "episodes": args.num_episodes, "seed": args.seed,
                "action_horizon": getattr(config, "action_horizon", None),

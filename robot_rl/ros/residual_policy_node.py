@@ -176,8 +176,7 @@ class ResidualPolicyNode(BaseNode):
         self.create_timer(c.max_age / 2, self._watchdog)
         self.get_logger().info(f"residual {c.residual_checkpoint or '(none: zero, the base exactly)'}, learn {c.learn}"
                                + (f", out_dir {c.out_dir}" if c.learn else ""))
-        learned_on = {k: getattr(self.policy, f"base_{k}", None) for k in ("noise_scale", "action_horizon")}
-        learned_on = {k: v for k, v in learned_on.items() if v is not None}
+        learned_on = self.policy.base_deployment() if self.policy is not None else {}
         if learned_on:  # the base is a black box on a topic: these are the diffusion node's to set
             self.get_logger().info(f"this residual learned on its base with {learned_on}: give the diffusion_policy "
                                    "node the same parameters")

@@ -117,6 +117,11 @@ class ResidualPolicy:
         self.base_noise_scale: float | None = None
         self.base_action_horizon: int | None = None  # and its Ta, the same way
 
+    def base_deployment(self) -> dict:
+        """The base settings it learned on that differ from the base checkpoint's (with_deployment's keywords)."""
+        settings = {"noise_scale": self.base_noise_scale, "action_horizon": self.base_action_horizon}
+        return {k: v for k, v in settings.items() if v is not None}
+
     def reset(self, seed: int | None = None) -> None:
         self.space.reset()
         if self.base is not None:  # chunk queues must not leak across episodes
