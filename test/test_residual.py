@@ -123,6 +123,28 @@ def _random_batch(gen, reward_scale: float = 1.0):
             "next_base": base, "discount": torch.full((16,), 0.9)}
 
 
+def test_relabelled_demos_end_with_their_rewarded_terminal_step(tmp_path):
+    """A demonstration's one reward is its success step: the demo buffer must hold it as a
+    terminal row (n-step returns gamma^k before it), or demos teach the critic nothing but bootstrap."""
+    from robot_rl.data.collect import collect
+    from robot_rl.train.residual import relabel_demos
+
+    demos = collect("reach", tmp_path / "demos", 2, seed=SEEDS[1], progress=False)
+    cfg = ResidualConfig(n_step=3, gamma=0.9)
+    learner = Learner(26, cfg, default_normalizer(26))  # reach: joints, velocities, TCP, the goal pose
+    count = relabel_demos(learner, demos, ScriptedExpert("reach"), cfg)
+    lengths = [len(demos.load_episode(i)["action"]) for i in range(2)]
+    assert demos.success.all() and count == learner.demos.size == sum(lengths)
+    d = {k: v[: learner.demos.size] for k, v in learner.demos.data.items()}
+    ends = np.cumsum(lengths) - 1
+    np.testing.assert_allclose(d["reward"][ends], 1.0)
+    np.testing.assert_allclose(d["discount"][ends], 0.0)
+    np.testing.assert_allclose(d["reward"][ends - 1], 0.9, rtol=1e-6)  # one step before success
+    np.testing.assert_allclose(d["reward"][ends - 2], 0.81, rtol=1e-6)
+    np.testing.assert_allclose(d["reward"][ends - 3], 0.0)  # three steps out: bootstrapped
+    np.testing.assert_allclose(d["discount"][ends - 3], 0.9**3, rtol=1e-6)
+
+
 def test_ensemble_target_is_the_min_over_the_sampled_pair():
     cfg = ResidualConfig(num_critics=5, target_noise=0.0, v_min=-100.0, v_max=100.0)  # no clipping here
     learner = Learner(3, cfg, default_normalizer(3), seed=SEEDS[0])

@@ -120,7 +120,12 @@ class Learner:
 
 
 def relabel_demos(learner: Learner, dataset, base, cfg: ResidualConfig, successful_only: bool = True) -> int:
-    """Demonstrations into the demo buffer with base actions recomputed by running the base."""
+    """Demonstrations into the demo buffer with base actions recomputed by running the base.
+
+    An episode ends at its first success, written as a terminal step with its reward (the
+    successor state is never bootstrapped from, so the dataset need not hold it). An episode
+    without success ends one step early: its last step has no stored successor to bootstrap from.
+    """
     writer = NStepWriter(learner.demos, cfg.n_step, cfg.gamma)
     space, count = space_for(cfg), 0
     for i in range(dataset.num_episodes):
@@ -131,17 +136,16 @@ def relabel_demos(learner: Learner, dataset, base, cfg: ResidualConfig, successf
         steps = len(ep["action"])
         bases = [np.asarray(base.act({k: ep[k][t] for k in ep}), np.float32) for t in range(steps)]
         vecs = state_matrix(ep, cfg.obs_keys, np.stack(bases))
+        hits = np.flatnonzero(ep["success"])
+        last = int(hits[0]) if hits.size else steps - 2
         space.reset()
-        for t in range(steps - 1):  # the last step's successor state is not stored: end there
-            last = t == steps - 2
+        for t in range(last + 1):
             state = np.concatenate([vecs[t], space.features()])
             correction = space.follow(bases[t], ep["action"][t])  # the offset the demo holds, in task space
-            writer.step(state, bases[t], correction, ep["reward"][t], np.concatenate([vecs[t + 1], space.features()]),
-                        bases[t + 1],
-                        terminal=bool(ep["success"][t]), episode_end=last or bool(ep["success"][t]))
+            after = min(t + 1, steps - 1)  # a terminal step's successor only fills the row
+            writer.step(state, bases[t], correction, ep["reward"][t], np.concatenate([vecs[after], space.features()]),
+                        bases[after], terminal=bool(hits.size) and t == last, episode_end=t == last)
             count += 1
-            if ep["success"][t]:
-                break
     return count
 
 
