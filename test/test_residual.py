@@ -223,9 +223,11 @@ def test_train_residual_flags_map_onto_the_config():
     assert task.algo.residual_scale == DEFAULT_SCALE["task"] and task.algo.correction_dim == 4
     task = residual_cli.train_config(parser.parse_args(
         ["--base", "hold", "--task", "lift", "--residual-space", "task", "--residual-scale", "0.05", "0.01",
-         "--actor-lr", "1e-5", "--critic-lr", "2e-4", "--gamma", "0.995"]))
+         "--actor-lr", "1e-5", "--critic-lr", "2e-4", "--gamma", "0.995", "--actor-hidden", "256", "--actor-layers", "3",
+         "--critic-hidden", "512", "--critic-layers", "1"]))
     assert task.algo.residual_scale == (0.05,) * 3 + (0.01,)
     assert (task.algo.actor_lr, task.algo.critic_lr, task.algo.gamma) == (1e-5, 2e-4, 0.995)
+    assert (task.algo.actor_hidden, task.algo.actor_layers, task.algo.critic_hidden, task.algo.critic_layers) == (256, 3, 512, 1)
 
 
 @pytest.mark.parametrize("rho", [0.0, 0.9])

@@ -8,6 +8,10 @@ from robot_rl.train.residual import ResidualTrainConfig, train
 
 # ResidualConfig fields exposed as --flags (type and default from the dataclass), with their help.
 KNOBS = {
+    "actor_hidden": None,
+    "actor_layers": None,
+    "critic_hidden": None,
+    "critic_layers": None,
     "num_critics": None,
     "utd_ratio": None,
     "n_step": None,
