@@ -127,12 +127,12 @@ def test_relabelled_demos_end_with_their_rewarded_terminal_step(tmp_path):
     """A demonstration's one reward is its success step: the demo buffer must hold it as a
     terminal row (n-step returns gamma^k before it), or demos teach the critic nothing but bootstrap."""
     from robot_rl.data.collect import collect
-    from robot_rl.train.residual import relabel_demos
+    from robot_rl.train.residual import label_demos, relabel_demos
 
     demos = collect("reach", tmp_path / "demos", 2, seed=SEEDS[1], progress=False)
     cfg = ResidualConfig(n_step=3, gamma=0.9)
     learner = Learner(26, cfg, default_normalizer(26))  # reach: joints, velocities, TCP, the goal pose
-    count = relabel_demos(learner, demos, ScriptedExpert("reach"), cfg)
+    count = relabel_demos(learner, label_demos(demos, ScriptedExpert("reach"), cfg.obs_keys), cfg)
     lengths = [len(demos.load_episode(i)["action"]) for i in range(2)]
     assert demos.success.all() and count == learner.demos.size == sum(lengths)
     d = {k: v[: learner.demos.size] for k, v in learner.demos.data.items()}
@@ -251,7 +251,8 @@ def test_trainer_runs_end_to_end_with_demos_derived_features_and_correlated_nois
     from robot_rl.train.residual import ResidualTrainConfig, train
 
     demos = collect("reach", tmp_path / "demos", 2, progress=False)
-    algo = ResidualConfig(obs_keys=("joint_pos", "ee_pos", "object_poses", "object_rel", "target_rel"),
+    algo = ResidualConfig(obs_keys=("joint_pos", "ee_pos", "object_poses", "object_rel", "target_rel",
+                                    "chunk_end_rel", "chunk_left"),
                           actor_hidden=16, critic_hidden=16, num_critics=2, batch_size=16, warmup_steps=40,
                           critic_warmup_updates=10, noise_correlation=0.8, bc_weight=0.5)
     tc = ResidualTrainConfig(task="reach", total_env_steps=120, eval_every=60, eval_episodes=2,
@@ -267,7 +268,7 @@ def test_trainer_runs_end_to_end_with_demos_derived_features_and_correlated_nois
     assert summary["best_env_steps"] == max(r["env_steps"] for r in trained if r["success"] == top)
     assert json.loads((tmp_path / "run" / "best" / "config.json").read_text())["env_steps"] == summary["best_env_steps"]
     policy = ResidualPolicy.from_checkpoint(tmp_path / "run" / "checkpoint", base=ScriptedExpert("reach", "medium"))
-    assert policy.cfg.obs_keys[-1] == "target_rel" and policy.cfg.noise_correlation == 0.8
+    assert policy.cfg.obs_keys[-1] == "chunk_left" and policy.cfg.noise_correlation == 0.8
     saved = json.loads((tmp_path / "run" / "checkpoint" / "config.json").read_text())
     assert saved["base"] == "expert:reach:medium" and policy.base_noise_scale == 0.0
     assert saved["base_action_horizon"] is None and policy.base_action_horizon is None  # the base's own Ta

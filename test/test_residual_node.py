@@ -16,6 +16,7 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from robot_rl.data.replay import ReplayBuffer
+from robot_rl.policies.chunk_context import from_chunk
 from robot_rl.policies.features import state_vector
 from robot_rl.policies.residual.model import ResidualActor, ResidualPolicy, default_normalizer
 from robot_rl.policies.residual.space import CORRECTION_CLIP, space_for
@@ -167,17 +168,19 @@ def base_checkpoint(tmp_path_factory):
 KEYS_ONLINE = ("joint_pos", "joint_vel", "ee_pos", "object_poses")
 
 
-@pytest.mark.parametrize("space, derived", [("joint", ()), ("task", ("object_rel", "target_rel"))])
+@pytest.mark.parametrize("space, derived", [("joint", ()), ("task", ("object_rel", "target_rel", "chunk_end_rel", "chunk_left"))])
 def test_learns_online_on_the_sim_and_saves_on_sigint(nodes, probe, tmp_path, base_checkpoint, space, derived):
     """sim_residual in lock-step (sim + diffusion base without commands + residual learning), a few
     short episodes through /sim/reset; SIGINT writes the checkpoint and the buffer. With derived
-    features, the stored states carry them, computed from the base action of their tick."""
+    features, the stored states carry them, computed from the base action of their tick and where
+    it sits in its chunk."""
     from robot_rl.sim.env import ArmEnv
 
     keys = KEYS_ONLINE + derived
     env = ArmEnv("reach")
     cfg = tiny(obs_keys=keys, warmup_steps=1000, residual_space=space)
     obs0 = env.reset(seed=0)[0]
+    obs0.update(from_chunk(obs0["joint_pos"][None], 0))  # a chunk of one: only the sizes matter here
     obs_dim = len(state_vector(obs0, keys, obs0["joint_pos"])) + space_for(cfg).feature_dim
     env.close()
     ckpt = residual_checkpoint(tmp_path / "start", cfg, obs_dim)
@@ -214,3 +217,10 @@ def test_learns_online_on_the_sim_and_saves_on_sigint(nodes, probe, tmp_path, ba
         goal, ee = states[:, at - 7: at - 4], states[:, at - 10: at - 7]
         np.testing.assert_allclose(states[:, at: at + 3], goal - ee, atol=1e-5)
         np.testing.assert_allclose(states[:, at + 3: at + 6], goal - tcp_positions(bases), atol=1e-5)
+        # the base's chunks (request_lead 1: chunk_lead 1) run down to their last executed action,
+        # where the chunk's end is the tick's own base action
+        left = states[:, at + 9]
+        assert left.min() == 0.0 and 0.0 < left.max() < 1.0 and len(np.unique(left)) >= 2
+        last = left == 0.0
+        np.testing.assert_allclose(states[last, at + 6: at + 9], states[last, at + 3: at + 6], atol=1e-5)
+        assert np.abs(states[~last, at + 6: at + 9] - states[~last, at + 3: at + 6]).max() > 1e-3

@@ -91,6 +91,11 @@ class ChunkExecutor:
         return int(math.floor((t - stamp) / self.dt + 0.5))
 
     @property
+    def chunk_actions(self) -> np.ndarray | None:
+        """The current chunk's actions (M, A), or None."""
+        return None if self._chunk is None else self._chunk.actions
+
+    @property
     def chunk_stamp(self) -> float | None:
         return None if self._chunk is None else self._chunk.stamp
 

@@ -6,12 +6,17 @@ from a difference of positions than from absolute positions and joint angles the
 to turn into one themselves:
 - `object_rel`: every object's position relative to the TCP;
 - `target_rel`: every object's position relative to where the base action sends the TCP
-  (forward kinematics of the base's joint targets): the base action, in task space.
+  (forward kinematics of the base's joint targets): the base action, in task space;
+- `chunk_end_rel`: every object's position relative to where the base's current chunk ends, and
+  `chunk_left`, the share of that chunk still to run: within a chunk the base is open-loop, and
+  these say where it is committed to go (policies/chunk_context.py; whoever runs the base adds
+  their source keys to the observation).
 """
 from __future__ import annotations
 
 import numpy as np
 
+from robot_rl.policies.chunk_context import KEYS as CHUNK_KEYS
 from robot_rl.sim.kinematics import tcp_positions
 
 
@@ -29,9 +34,14 @@ def _target_rel(obs: dict, base) -> np.ndarray:
     return _objects(obs) - tcp_positions(base)[..., None, :]
 
 
+def _chunk_end_rel(obs: dict, base) -> np.ndarray:
+    return _objects(obs) - tcp_positions(np.asarray(obs["chunk_end"], np.float32))[..., None, :]
+
+
 # derived key -> (the observation keys it is computed from, f(obs, base action))
 DERIVED = {"object_rel": (("object_poses", "ee_pos"), _object_rel),
-           "target_rel": (("object_poses",), _target_rel)}
+           "target_rel": (("object_poses",), _target_rel),
+           "chunk_end_rel": (("object_poses", "chunk_end"), _chunk_end_rel)}
 
 
 def source_keys(keys) -> tuple[str, ...]:
@@ -42,6 +52,12 @@ def source_keys(keys) -> tuple[str, ...]:
             if s not in out:
                 out.append(s)
     return tuple(out)
+
+
+def recorded_keys(keys) -> tuple[str, ...]:
+    """The source keys of `keys` that a recording holds: all but the base's chunk context, which
+    comes from running the base (chunk_context.KEYS)."""
+    return tuple(k for k in source_keys(keys) if k not in CHUNK_KEYS)
 
 
 def _feature(obs: dict, key: str, base) -> np.ndarray:

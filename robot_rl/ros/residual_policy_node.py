@@ -11,7 +11,9 @@ Ticks. One per /joint_states message due every `control_dt` (every sim message, 
 a faster joint_state_broadcaster). The observation is the residual's `obs_keys`: joint_pos /
 joint_vel from /joint_states (by name), ee_pos / ee_quat from forward kinematics, object_poses
 from /task/object_poses within `sync_tolerance` of the joint states; derived keys (object_rel,
-target_rel: policies/features.py) from those and the tick's base action. The base action for the
+target_rel: policies/features.py) from those and the tick's base action, and chunk_end_rel /
+chunk_left from where that action sits in its chunk (policies/chunk_context.py; the chunk's last
+`chunk_lead` actions only bridge the base's next inference). The base action for the
 tick's time comes from the latest chunk through ChunkExecutor (actions whose time has passed
 are skipped); a tick whose chunk has not arrived yet is answered when it arrives.
 
@@ -34,6 +36,7 @@ are relabelled into the demo buffer first; a topic base cannot relabel them.
 """
 from __future__ import annotations
 
+import functools
 import sys
 from dataclasses import dataclass, field, replace
 
@@ -46,6 +49,8 @@ from std_msgs.msg import Bool, Float32, Float64MultiArray, Header
 from trajectory_msgs.msg import JointTrajectory
 
 from robot_rl.errors import ConfigError, DataError
+from robot_rl.policies import chunk_context
+from robot_rl.policies.chunk_context import KEYS as CHUNK_KEYS
 from robot_rl.policies.chunk_executor import ChunkExecutor
 from robot_rl.policies.features import source_keys, state_vector
 from robot_rl.policies.residual.config import ResidualConfig
@@ -90,6 +95,7 @@ class ResidualPolicyConfig:
     residual_space: str = field(default="", metadata={"help": "learn without residual_checkpoint: joint or task (held TCP offset); empty: ResidualConfig's default"})
     demo_dataset: str = field(default="", metadata={"help": "learn: demonstrations for the demo buffer (needs base_checkpoint)"})
     base_checkpoint: str = field(default="", metadata={"help": "the base as a policy, to relabel demo_dataset: a checkpoint folder, expert:<task> or hold"})
+    chunk_lead: int = field(default=1, metadata={"help": "actions at the end of each base chunk that only bridge its next inference (the diffusion_policy node's request_lead); the chunk features end before them"})
     seed: int = field(default=0, metadata={"help": "seed of the exploration noise and the networks"})
     torch_threads: int = field(default=1, metadata={"help": "torch threads (small MLPs: one is fastest)"})
 
@@ -99,8 +105,8 @@ class ResidualPolicyConfig:
         for name in ("control_dt", "max_age", "max_step", "gripper_max_step"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
-        if self.sync_tolerance < 0 or self.checkpoint_every < 1 or self.torch_threads < 1:
-            raise ConfigError("sync_tolerance must be >= 0, checkpoint_every and torch_threads >= 1")
+        if self.sync_tolerance < 0 or self.chunk_lead < 0 or self.checkpoint_every < 1 or self.torch_threads < 1:
+            raise ConfigError("sync_tolerance and chunk_lead must be >= 0, checkpoint_every and torch_threads >= 1")
         if self.reward not in ("success", "reward"):
             raise ConfigError(f"reward must be success or reward, got {self.reward!r}")
         if self.residual_space and self.residual_checkpoint:
@@ -144,7 +150,8 @@ class ResidualPolicyNode(BaseNode):
         self.obs_keys = self.cfg.obs_keys if (self.policy or c.learn) else ("joint_pos",)
         self._features = space_for(self.cfg).feature_dim  # appended to the state vector by the residual
         self._sources = source_keys(self.obs_keys)  # what the topics provide (derived keys: features.py)
-        unknown = [k for k in self._sources if k not in OBS_KEYS]
+        self._with_chunk = any(k in CHUNK_KEYS for k in self._sources)  # chunk_end_rel, chunk_left
+        unknown = [k for k in self._sources if k not in OBS_KEYS + CHUNK_KEYS]
         if unknown:
             raise ConfigError(f"{c.residual_checkpoint or 'residual config'}: no topic provides the observation keys {unknown}")
         self.online: OnlineResidual | None = None
@@ -192,14 +199,16 @@ class ResidualPolicyNode(BaseNode):
             return None
         from robot_rl.data.dataset import EpisodeDataset
         from robot_rl.policies.loading import load_policy
+        from robot_rl.train.residual import label_demos
 
-        return EpisodeDataset.open(c.demo_dataset), load_policy(c.base_checkpoint)
+        dataset, base = EpisodeDataset.open(c.demo_dataset), load_policy(c.base_checkpoint)
+        return functools.cache(lambda: label_demos(dataset, base, self.obs_keys))  # run the base over them once
 
     def _actor_from_demos(self) -> ResidualActor:
         """No checkpoint: a zero residual, observations standardised with the demos' statistics."""
         from robot_rl.train.residual import demo_states
 
-        norm = residual_normalizer(self.cfg, demo_states(self._demos[0], self.obs_keys))
+        norm = residual_normalizer(self.cfg, demo_states(self._demos(), self.obs_keys))
         return ResidualActor(len(norm.obs_mean), self.cfg, norm)
 
     def _start_learning(self, actor: ResidualActor) -> None:
@@ -271,7 +280,7 @@ class ResidualPolicyNode(BaseNode):
         delivery = self.chunks.deliver(stamp, actions, self.chunks.generation)
         if delivery.action is not None and self._waiting is not None:
             waiting, self._waiting = self._waiting, None
-            self._act(*waiting, delivery.action)
+            self._act(*waiting, delivery.action, delivery.index)
 
     def _observation(self, t: float, q: np.ndarray, v: np.ndarray) -> dict | None:
         """The residual's observation at `t`, or None (wait for the poses of this tick, or hold)."""
@@ -325,15 +334,17 @@ class ResidualPolicyNode(BaseNode):
         tick = self.chunks.tick(t)
         if tick.action is not None:
             waiting, self._waiting = self._waiting, None
-            self._act(*waiting, tick.action)
+            self._act(*waiting, tick.action, tick.index)
 
     # ------------------------------------------------------------------ commands
-    def _act(self, t, received, obs, reward, success, base) -> None:
-        """base + residual through the guard, for the tick at `t`."""
+    def _act(self, t, received, obs, reward, success, base, index) -> None:
+        """base + residual through the guard, for the tick at `t`; `base` is action `index` of the current chunk."""
         c = self.config
         if self._now() - received > c.max_age:
             self._hold(f"the base action for the tick at {t:.3f} came after max_age")
             return
+        if self._with_chunk:
+            obs = {**obs, **chunk_context.from_chunk(self.chunks.chunk_actions, index, c.chunk_lead)}
         vec = state_vector(obs, self.obs_keys, base)  # derived keys may read the base action (features.py)
         if self.online is None and c.learn:  # no checkpoint, no demos: the first observation sizes it
             dim = len(vec) + self._features

@@ -21,7 +21,9 @@ from tqdm import tqdm
 from robot_rl.data.replay import NStepWriter, ReplayBuffer, sample_symmetric
 from robot_rl.policies.hlgauss import HLGauss
 from robot_rl.policies.residual.config import ResidualConfig
-from robot_rl.policies.features import source_keys, state_matrix, state_vector
+from robot_rl.policies.chunk_context import KEYS as CHUNK_KEYS
+from robot_rl.policies.chunk_context import act_with_context
+from robot_rl.policies.features import recorded_keys, state_matrix, state_vector
 from robot_rl.policies.residual.model import ResidualActor, ResidualCritic, ResidualPolicy, residual_normalizer
 from robot_rl.policies.residual.noise import ExplorationNoise
 from robot_rl.policies.residual.space import space_for
@@ -119,8 +121,25 @@ class Learner:
                     p_t.lerp_(p, cfg.tau)
 
 
-def relabel_demos(learner: Learner, dataset, base, cfg: ResidualConfig, successful_only: bool = True) -> int:
-    """Demonstrations into the demo buffer with base actions recomputed by running the base.
+def label_demos(dataset, base, obs_keys) -> list[dict]:
+    """Every demonstration with what the base does at each of its steps: its action (`base`) and
+    chunk context (chunk_context.KEYS), running the base from each episode's start. Keeps the
+    keys the residual's state is made of, the action, reward and success."""
+    keep = [*recorded_keys(obs_keys), "action", "reward", "success"]
+    labelled = []
+    for i in range(dataset.num_episodes):
+        ep = dataset.load_episode(i)
+        base.reset(seed=i)
+        steps = [act_with_context(base, {k: ep[k][t] for k in ep}) for t in range(len(ep["action"]))]
+        out = {k: ep[k] for k in dict.fromkeys(keep)}
+        out["base"] = np.stack([a for a, _ in steps])
+        out.update({k: np.stack([o[k] for _, o in steps]) for k in CHUNK_KEYS})
+        labelled.append(out)
+    return labelled
+
+
+def relabel_demos(learner: Learner, labelled: list[dict], cfg: ResidualConfig, successful_only: bool = True) -> int:
+    """Labelled demonstrations (label_demos) into the demo buffer, with the base's actions.
 
     An episode ends at its first success, written as a terminal step with its reward (the
     successor state is never bootstrapped from, so the dataset need not hold it). An episode
@@ -128,15 +147,12 @@ def relabel_demos(learner: Learner, dataset, base, cfg: ResidualConfig, successf
     """
     writer = NStepWriter(learner.demos, cfg.n_step, cfg.gamma)
     space, count = space_for(cfg), 0
-    for i in range(dataset.num_episodes):
-        if successful_only and not dataset.success[i]:
-            continue
-        ep = dataset.load_episode(i)
-        base.reset(seed=i)
-        steps = len(ep["action"])
-        bases = [np.asarray(base.act({k: ep[k][t] for k in ep}), np.float32) for t in range(steps)]
-        vecs = state_matrix(ep, cfg.obs_keys, np.stack(bases))
+    for ep in labelled:
         hits = np.flatnonzero(ep["success"])
+        if successful_only and not hits.size:
+            continue
+        bases, steps = ep["base"], len(ep["action"])
+        vecs = state_matrix(ep, cfg.obs_keys, bases)
         last = int(hits[0]) if hits.size else steps - 2
         space.reset()
         for t in range(last + 1):
@@ -149,11 +165,9 @@ def relabel_demos(learner: Learner, dataset, base, cfg: ResidualConfig, successf
     return count
 
 
-def demo_states(demos, obs_keys) -> np.ndarray:
-    """Every demonstration step as a state vector: the normaliser's statistics. The demo's own
-    action stands in for the base action (`target_rel`): close enough for a mean and a std."""
-    flat, _ = demos.concat_episodes(list(dict.fromkeys([*source_keys(obs_keys), "action"])))
-    return state_matrix(flat, obs_keys, flat["action"])
+def demo_states(labelled: list[dict], obs_keys) -> np.ndarray:
+    """Every labelled demonstration step as a state vector: the normaliser's statistics."""
+    return np.concatenate([state_matrix(ep, obs_keys, ep["base"]) for ep in labelled])
 
 
 def train(tc: ResidualTrainConfig, make_base, demos=None, progress: bool = True) -> dict:
@@ -165,13 +179,13 @@ def train(tc: ResidualTrainConfig, make_base, demos=None, progress: bool = True)
     base, eval_base = make_base(), make_base()
     obs, _ = env.reset(seed=tc.seed)
     base.reset(seed=tc.seed)
-    base_action = np.asarray(base.act(obs), np.float32)
-    with_demos = demos is not None and demos.num_episodes
-    states = demo_states(demos, cfg.obs_keys) if with_demos else state_vector(obs, cfg.obs_keys, base_action)
+    base_action, obs = act_with_context(base, obs)
+    labelled = label_demos(demos, make_base(), cfg.obs_keys) if demos is not None and demos.num_episodes else []
+    states = demo_states(labelled, cfg.obs_keys) if labelled else state_vector(obs, cfg.obs_keys, base_action)
     norm = residual_normalizer(cfg, states)
     learner = Learner(len(norm.obs_mean), cfg, norm, tc.seed)
-    if demos is not None:
-        print(f"relabelled {relabel_demos(learner, demos, make_base(), cfg)} demo transitions with the base")
+    if labelled:
+        print(f"relabelled {relabel_demos(learner, labelled, cfg)} demo transitions with the base")
     writer = NStepWriter(learner.online, cfg.n_step, cfg.gamma)
     eval_policy = ResidualPolicy(eval_base, learner.actor, cfg)
     eval_seeds = range(tc.eval_seed, tc.eval_seed + tc.eval_episodes)
@@ -207,7 +221,7 @@ def train(tc: ResidualTrainConfig, make_base, demos=None, progress: bool = True)
         action = space.command(base_action, tried)
         next_obs, _, terminated, truncated, info = env.step(action)
         correction = space.follow(base_action, action)
-        next_base = np.asarray(base.act(next_obs), np.float32)
+        next_base, next_obs = act_with_context(base, next_obs)
         next_vec = state(next_obs, next_base)
         writer.step(vec, base_action, correction, info["sparse_reward"], next_vec, next_base,
                     terminal=terminated, episode_end=terminated or truncated)
@@ -218,7 +232,7 @@ def train(tc: ResidualTrainConfig, make_base, demos=None, progress: bool = True)
             base.reset(seed=tc.seed + episode)  # the base's chunk queue must not cross episodes
             space.reset()
             explore.reset()
-            next_base = np.asarray(base.act(next_obs), np.float32)
+            next_base, next_obs = act_with_context(base, next_obs)
             next_vec = state(next_obs, next_base)
         vec, base_action = next_vec, next_base
         if not warm and learner.online.size + learner.demos.size >= cfg.batch_size:

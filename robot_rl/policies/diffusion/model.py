@@ -294,7 +294,8 @@ class DiffusionPolicy(nn.Module):
     def reset(self, seed: int | None = None) -> None:
         """Start an episode: empty the observation history and the action queue; seed the noise."""
         self._history: deque = deque(maxlen=self.config.obs_horizon)
-        self._queue: deque = deque()
+        self._chunk: np.ndarray | None = None  # the executable actions of the current chunk
+        self._index = -1  # of the action last returned from it
         self._generator = torch.Generator(device="cpu")
         self._generator.manual_seed(random.SystemRandom().randrange(2**63) if seed is None else int(seed))
 
@@ -313,9 +314,16 @@ class DiffusionPolicy(nn.Module):
     def act(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
         """Next action (A,): a new chunk every Ta steps, executed from the current observation on."""
         history = self.observe(obs)
-        if not self._queue:
-            self._queue.extend(self.executable(self.predict_chunk(history)))
-        return self._queue.popleft()
+        if self._chunk is None or self._index + 1 >= len(self._chunk):
+            self._chunk, self._index = self.executable(self.predict_chunk(history)), -1
+        self._index += 1
+        return self._chunk[self._index]
+
+    @property
+    def current_chunk(self) -> tuple[np.ndarray, int] | None:
+        """(the current chunk's executable actions, the index of the one `act` returned last): where
+        the base is heading, for a residual's chunk features (policies/chunk_context.py)."""
+        return None if self._chunk is None else (self._chunk, self._index)
 
     def executable(self, chunk: np.ndarray) -> np.ndarray:
         """The Ta actions of a chunk (..., Tp, A) that start at the latest observation."""

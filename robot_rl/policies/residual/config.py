@@ -19,7 +19,8 @@ def arm_gripper_scale(space: str, arm: float, gripper: float) -> tuple[float, ..
 
 @dataclass
 class ResidualConfig:
-    # observation keys, or derived features (policies/features.py: object_rel, target_rel)
+    # observation keys, or derived features (policies/features.py: object_rel, target_rel,
+    # chunk_end_rel, chunk_left)
     obs_keys: tuple[str, ...] = ("joint_pos", "joint_vel", "ee_pos", "object_poses")
     action_dim: int = 8
     # 'joint': a correction per joint target; 'task': a TCP displacement + the finger (space.py).

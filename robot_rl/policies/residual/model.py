@@ -16,6 +16,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from robot_rl.errors import DataError
+from robot_rl.policies.chunk_context import act_with_context
 from robot_rl.policies.ensemble import CriticEnsemble
 from robot_rl.policies.features import state_vector
 from robot_rl.policies.residual.config import ResidualConfig
@@ -138,7 +139,7 @@ class ResidualPolicy:
         return self.step(state_vector(obs, self.cfg.obs_keys, base_action), base_action)
 
     def act(self, obs: dict) -> np.ndarray:
-        self.last_base = np.asarray(self.base.act(obs), np.float32)
+        self.last_base, obs = act_with_context(self.base, obs)
         return self.correct(obs, self.last_base)
 
     # --- checkpoints: model.safetensors + config.json + normalizer.json ----------------------

@@ -52,7 +52,9 @@ class OnlineResidual:
     """Exploration, transition assembly and a learner thread around `robot_rl.train.residual.Learner`.
 
     `actor` is the snapshot the control thread acts with; the Learner starts from its weights.
-    `demos` is (dataset, base policy) to relabel into the demo buffer before learning starts.
+    `demos` is a function returning labelled demonstrations (train.residual.label_demos), called
+    in the learner thread (running the base over them takes a while); they go into the demo buffer
+    before learning starts.
     """
 
     def __init__(self, actor: ResidualActor, cfg: ResidualConfig, out_dir, control_dt: float,
@@ -154,8 +156,7 @@ class OnlineResidual:
             if net is not None:
                 net.load_state_dict(state)
         if self.demos is not None:
-            dataset, base = self.demos
-            self.log(f"relabelled {relabel_demos(learner, dataset, base, self.cfg)} demo transitions with the base")
+            self.log(f"relabelled {relabel_demos(learner, self.demos(), self.cfg)} demo transitions with the base")
         self.writer = NStepWriter(learner.online, self.cfg.n_step, self.cfg.gamma)
         self.learner = learner
 
