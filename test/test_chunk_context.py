@@ -70,3 +70,22 @@ def test_labelled_demos_carry_the_base_actions_and_chunk_context_of_each_step(tm
     np.testing.assert_allclose(ep["chunk_left"][:, 0], [(3 - t % 4) / 4 for t in range(steps)])
     for t in range(steps - steps % 4):  # each step's chunk end is the base action at its chunk's last step
         np.testing.assert_array_equal(ep["chunk_end"][t], ep["base"][t - t % 4 + 3])
+
+
+def test_the_normaliser_fixes_the_phase_scale_and_standardises_the_rest():
+    """chunk_left's standardisation is FIXED_STATS' (the phase enters ~30x larger), wherever it sits."""
+    from robot_rl.policies.features import feature_columns
+    from robot_rl.policies.residual.config import ResidualConfig
+    from robot_rl.policies.residual.model import residual_normalizer
+
+    obs, _ = ArmEnv("push").reset(seed=0)
+    obs = {**obs, **from_chunk(np.stack([obs["joint_pos"]] * 3), 1)}
+    keys = ("joint_pos", "chunk_left", "chunk_end_rel")
+    columns = feature_columns(obs, keys, obs["joint_pos"])
+    assert columns == {"joint_pos": slice(0, 8), "chunk_left": slice(8, 9), "chunk_end_rel": slice(9, 15)}
+    states = np.random.default_rng(0).normal(2.0, 3.0, (500, 15))
+    norm = residual_normalizer(ResidualConfig(obs_keys=keys), states, columns)
+    assert norm.obs_mean[8].item() == 0.5 and abs(norm.obs_std[8].item() - 0.01) < 1e-9
+    rest = np.r_[0:8, 9:15]
+    np.testing.assert_allclose(norm.obs_std[rest].numpy(), states.std(0)[rest] + 1e-2, rtol=1e-5)
+    np.testing.assert_allclose(norm.obs_mean[rest].numpy(), states.mean(0)[rest], rtol=1e-5)

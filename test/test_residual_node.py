@@ -224,3 +224,17 @@ def test_learns_online_on_the_sim_and_saves_on_sigint(nodes, probe, tmp_path, ba
         last = left == 0.0
         np.testing.assert_allclose(states[last, at + 6: at + 9], states[last, at + 3: at + 6], atol=1e-5)
         assert np.abs(states[~last, at + 6: at + 9] - states[~last, at + 3: at + 6]).max() > 1e-3
+
+
+def test_learning_without_a_checkpoint_standardises_and_fills_the_demo_buffer_from_labelled_demos(nodes, tmp_path):
+    """learn with demo_dataset + base_checkpoint and no residual_checkpoint: the base labels the demos
+    once; their states size and standardise the new residual, and their transitions fill the demo buffer."""
+    from robot_rl.data.collect import collect
+
+    demos = collect("reach", tmp_path / "demos", 2, seed=5, progress=False)
+    steps = sum(len(demos.load_episode(i)["action"]) for i in range(2))
+    nodes.node("residual", NODE, {"learn": True, "demo_dataset": str(tmp_path / "demos"),
+                                  "base_checkpoint": "expert:reach", "out_dir": str(tmp_path / "online")})
+    wait_for(lambda: "demo transitions" in nodes.log("residual"), 60, "the demos relabelled")
+    assert f"relabelled {steps} demo transitions" in nodes.log("residual") and demos.success.all()
+    assert nodes.stop("residual") == 0

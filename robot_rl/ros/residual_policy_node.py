@@ -52,7 +52,7 @@ from robot_rl.errors import ConfigError, DataError
 from robot_rl.policies import chunk_context
 from robot_rl.policies.chunk_context import KEYS as CHUNK_KEYS
 from robot_rl.policies.chunk_executor import ChunkExecutor
-from robot_rl.policies.features import source_keys, state_vector
+from robot_rl.policies.features import feature_columns, source_keys, state_vector
 from robot_rl.policies.residual.config import ResidualConfig
 from robot_rl.policies.residual.model import ResidualActor, ResidualPolicy, default_normalizer, residual_normalizer
 from robot_rl.policies.residual.space import space_for
@@ -208,7 +208,10 @@ class ResidualPolicyNode(BaseNode):
         """No checkpoint: a zero residual, observations standardised with the demos' statistics."""
         from robot_rl.train.residual import demo_states
 
-        norm = residual_normalizer(self.cfg, demo_states(self._demos(), self.obs_keys))
+        labelled = self._demos()
+        first = {k: v[0] for k, v in labelled[0].items()}  # one step: where each feature sits in the state
+        norm = residual_normalizer(self.cfg, demo_states(labelled, self.obs_keys),
+                                   feature_columns(first, self.obs_keys, first["base"]))
         return ResidualActor(len(norm.obs_mean), self.cfg, norm)
 
     def _start_learning(self, actor: ResidualActor) -> None:

@@ -23,7 +23,7 @@ from robot_rl.policies.hlgauss import HLGauss
 from robot_rl.policies.residual.config import ResidualConfig
 from robot_rl.policies.chunk_context import KEYS as CHUNK_KEYS
 from robot_rl.policies.chunk_context import act_with_context
-from robot_rl.policies.features import recorded_keys, state_matrix, state_vector
+from robot_rl.policies.features import feature_columns, recorded_keys, state_matrix, state_vector
 from robot_rl.policies.residual.model import ResidualActor, ResidualCritic, ResidualPolicy, residual_normalizer
 from robot_rl.policies.residual.noise import ExplorationNoise
 from robot_rl.policies.residual.space import space_for
@@ -182,7 +182,7 @@ def train(tc: ResidualTrainConfig, make_base, demos=None, progress: bool = True)
     base_action, obs = act_with_context(base, obs)
     labelled = label_demos(demos, make_base(), cfg.obs_keys) if demos is not None and demos.num_episodes else []
     states = demo_states(labelled, cfg.obs_keys) if labelled else state_vector(obs, cfg.obs_keys, base_action)
-    norm = residual_normalizer(cfg, states)
+    norm = residual_normalizer(cfg, states, feature_columns(obs, cfg.obs_keys, base_action))
     learner = Learner(len(norm.obs_mean), cfg, norm, tc.seed)
     if labelled:
         print(f"relabelled {relabel_demos(learner, labelled, cfg)} demo transitions with the base")

@@ -18,7 +18,7 @@ from torch import nn
 from robot_rl.errors import DataError
 from robot_rl.policies.chunk_context import act_with_context
 from robot_rl.policies.ensemble import CriticEnsemble
-from robot_rl.policies.features import state_vector
+from robot_rl.policies.features import FIXED_STATS, state_vector
 from robot_rl.policies.residual.config import ResidualConfig
 from robot_rl.policies.residual.space import space_for
 from robot_rl.sim.arm import joint_limits
@@ -181,13 +181,17 @@ class ResidualPolicy:
         return policy
 
 
-def residual_normalizer(cfg: ResidualConfig, states: np.ndarray) -> Normalizer:
-    """Standardise the state vector with the statistics of `states` (N, D) rows; the correction
+def residual_normalizer(cfg: ResidualConfig, states: np.ndarray, columns: dict | None = None) -> Normalizer:
+    """Standardise the state vector with the statistics of `states` (N, D) rows, except the
+    features of features.FIXED_STATS (`columns`: feature_columns of the state); the correction
     space's features (already in [-1, 1]) are appended unscaled."""
     extra = space_for(cfg).feature_dim
     states = np.atleast_2d(states)
     mean = np.concatenate([states.mean(0), np.zeros(extra)])
     std = np.concatenate([states.std(0) + 1e-2, np.ones(extra)])
+    for key, (m, s) in FIXED_STATS.items():
+        if columns and key in columns:
+            mean[columns[key]], std[columns[key]] = m, s
     return default_normalizer(len(mean), mean, std)
 
 
