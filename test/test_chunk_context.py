@@ -20,7 +20,9 @@ def test_a_chunk_tells_its_last_executed_action_and_the_share_left():
     with_lead = from_chunk(chunk, 0, lead=1)
     np.testing.assert_array_equal(with_lead["chunk_end"], chunk[2])
     np.testing.assert_allclose(with_lead["chunk_left"], [2 / 3])
-    assert from_chunk(chunk, 3, lead=1)["chunk_left"][0] == 0.0  # a late tick past the executed part
+    late = from_chunk(chunk, 3, lead=1)  # the next chunk is late: the bridging action is the end
+    assert late["chunk_left"][0] == 0.0
+    np.testing.assert_array_equal(late["chunk_end"], chunk[3])
 
 
 def test_a_diffusion_base_reports_its_queue_and_a_base_without_chunks_is_a_chunk_of_one():

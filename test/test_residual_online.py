@@ -126,12 +126,13 @@ def test_warm_up_explores_around_the_base_without_the_actor(online):
 def test_demos_are_relabelled_with_the_base_into_the_demo_buffer(online, tmp_path):
     from robot_rl.data.collect import collect
     from robot_rl.sim.experts import ScriptedExpert
+    from robot_rl.train.residual import label_demos
 
     dataset = collect("reach", tmp_path / "demos", 2, progress=False)
     cfg = tiny(obs_keys=("joint_pos", "ee_pos", "object_poses"))
     dim = 8 + 3 + 7 * dataset.keys["object_poses"]["shape"][0]
     o = online(cfg, actor=ResidualActor(dim, cfg, default_normalizer(dim)),
-               demos=(dataset, ScriptedExpert("reach")))
+               demos=lambda: label_demos(dataset, ScriptedExpert("reach"), cfg.obs_keys))
     wait_for(lambda: o.learner is not None, 60, "the learner to relabel the demos")
     assert 0 < o.learner.demos.size <= int(dataset.episode_lengths.sum())
     assert o.learner.online.size == 0

@@ -21,10 +21,11 @@ KEYS = ("chunk_end", "chunk_left")
 
 def from_chunk(actions, index: int, lead: int = 0) -> dict[str, np.ndarray]:
     """The context of action `index` of a chunk (M, A) whose last `lead` actions only bridge the
-    next chunk's inference (the diffusion_policy node's request_lead): the base executes M - lead."""
+    next chunk's inference (the diffusion_policy node's request_lead): the base plans to execute
+    M - lead, and an action past those (the next chunk is late) is its own chunk's end."""
     actions = np.asarray(actions, np.float32)
-    executed = max(len(actions) - lead, 1)
-    left = max(executed - 1 - index, 0) / executed
+    executed = max(len(actions) - lead, index + 1)
+    left = (executed - 1 - index) / executed
     return {"chunk_end": actions[executed - 1], "chunk_left": np.array([left], np.float32)}
 
 
