@@ -21,8 +21,7 @@ from tqdm import tqdm
 from robot_rl.data.replay import NStepWriter, ReplayBuffer, sample_symmetric
 from robot_rl.policies.hlgauss import HLGauss
 from robot_rl.policies.residual.config import ResidualConfig
-from robot_rl.policies.chunk_context import KEYS as CHUNK_KEYS
-from robot_rl.policies.chunk_context import act_with_context
+from robot_rl.policies.chunk_context import KEYS as CHUNK_KEYS, act_with_context
 from robot_rl.policies.features import feature_columns, recorded_keys, state_matrix, state_vector
 from robot_rl.policies.residual.model import ResidualActor, ResidualCritic, ResidualPolicy, residual_normalizer
 from robot_rl.policies.residual.noise import ExplorationNoise
