@@ -292,7 +292,7 @@ class DiffusionPolicy(nn.Module):
 
     # --- policy object -------------------------------------------------------------------------------
     def reset(self, seed: int | None = None) -> None:
-        """Start an episode: empty the observation history and the action queue; seed the noise."""
+        """Start an episode: empty the observation history, drop the current chunk, seed the noise."""
         self._history: deque = deque(maxlen=self.config.obs_horizon)
         self._chunk: np.ndarray | None = None  # the executable actions of the current chunk
         self._index = -1  # of the action last returned from it
