@@ -181,7 +181,7 @@ class ResidualPolicy:
         return policy
 
 
-def residual_normalizer(cfg: ResidualConfig, states: np.ndarray, columns: dict | None = None) -> Normalizer:
+def residual_normalizer(cfg: ResidualConfig, states: np.ndarray, columns: dict[str, slice]) -> Normalizer:
     """Standardise the state vector with the statistics of `states` (N, D) rows, except the
     features of features.FIXED_STATS (`columns`: feature_columns of the state); the correction
     space's features (already in [-1, 1]) are appended unscaled."""
@@ -190,7 +190,7 @@ def residual_normalizer(cfg: ResidualConfig, states: np.ndarray, columns: dict |
     mean = np.concatenate([states.mean(0), np.zeros(extra)])
     std = np.concatenate([states.std(0) + 1e-2, np.ones(extra)])
     for key, (m, s) in FIXED_STATS.items():
-        if columns and key in columns:
+        if key in columns:
             mean[columns[key]], std[columns[key]] = m, s
     return default_normalizer(len(mean), mean, std)
 
