@@ -10,7 +10,18 @@ import argparse
 import json
 import time
 
+from robot_rl.errors import ConfigError
 from robot_rl.sim.rollout import evaluate
+
+
+def env_kwargs_for_policy(policy) -> dict:
+    """Simulator arguments that give a policy every observation it reads (cameras, points)."""
+    config = getattr(policy, "config", None)
+    if config is None or not hasattr(config, "rgb_keys"):
+        return {}
+    from robot_rl.train.diffusion import env_kwargs_for
+
+    return env_kwargs_for(config)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,12 +39,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "--residual was trained with, else the checkpoint's")
     parser.add_argument("--num-episodes", type=int, default=100)
     parser.add_argument("--seed", type=int, default=10_000, help="episode i uses seed+i")
+    parser.add_argument("--robot", default=None, help="the simulated arm (arm, ur_arm); default: the one the "
+                        "checkpoint was trained on")
     parser.add_argument("--out", help="write the results as JSON here")
 
 
 def run(args: argparse.Namespace) -> int:
+    from robot_rl.policies.fit import check_policy, check_residual_observation, policy_robot
     from robot_rl.policies.loading import load_policy, with_deployment
+    from robot_rl.robot import load_robot
+    from robot_rl.sim.env import ArmEnv
 
+    if args.num_episodes < 1:
+        raise ConfigError(f"--num-episodes must be >= 1, got {args.num_episodes}")
     seeds = range(args.seed, args.seed + args.num_episodes)
     residual = None
     if args.residual:
@@ -45,7 +63,14 @@ def run(args: argparse.Namespace) -> int:
     settings = residual.base_deployment() if residual is not None else {}
     given = {"noise_scale": args.noise_scale, "action_horizon": args.action_horizon or None}
     settings.update({k: v for k, v in given.items() if v is not None})
-    base = with_deployment(load_policy(args.policy), args.policy, **settings)
+    base = with_deployment(load_policy(args.policy, robot=args.robot), args.policy, **settings)
+    robot = load_robot(args.robot) if args.robot else (policy_robot(base) or policy_robot(residual) or load_robot())
+    env = ArmEnv(args.task, robot=robot, **env_kwargs_for_policy(base))
+    shapes = {k: tuple(v.shape) for k, v in env.observation_space.spaces.items()}
+    check_policy(base, robot, shapes, f"--policy {args.policy}", f"task {args.task} on robot {robot.name!r}")
+    if residual is not None:
+        check_policy(residual, robot, shapes, f"--residual {args.residual}", f"task {args.task} on robot {robot.name!r}")
+        check_residual_observation(residual, env.reset(seed=args.seed)[0], f"--residual {args.residual}", f"task {args.task}")
     config = getattr(base, "config", None)
     results = {"task": args.task, "episodes": args.num_episodes, "seed": args.seed,
                "action_horizon": getattr(config, "action_horizon", None),
@@ -54,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
 
     def record(name: str, policy, **extra) -> None:
         start = time.perf_counter()
-        r = evaluate(args.task, policy, seeds)
+        r = evaluate(args.task, policy, seeds, env=env)
         rows.append({"variant": name, "success": r["success_rate"], **extra,
                      "wall_s": round(time.perf_counter() - start, 1)})
         print(f"{name:<28} success {r['success_rate']:.2f}  ({args.num_episodes} episodes, "
@@ -66,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
         from robot_rl.policies.value.model import ValueFunction
 
         value = ValueFunction.from_checkpoint(args.value)
+        check_policy(value, robot, shapes, f"--value {args.value}")
         for n in args.num_samples:
             for beta in args.beta:
                 record(f"steered N={n} beta={beta:g}", SteeredPolicy(base, value, n, beta), num_samples=n, beta=beta)

@@ -1,6 +1,6 @@
 """A minimal streaming trainer for test_offline_trainer.py: a real process that follows the dataset
 with robot_rl.data.follow and, for every episode committed after it started, writes a checkpoint
-folder the way robot_rl.policies.diffusion.checkpoint does (three files, one save_id).
+folder the way robot_rl.policies.checkpoint does (one save_id across the files).
 
     python test/follow_trainer.py DATASET OUT
 """

@@ -7,7 +7,7 @@ import pytest
 from robot_rl.errors import DataError
 from robot_rl.ros import msgs
 from robot_rl.ros.candidates import candidates_to_msg, msg_to_candidates
-from robot_rl.sim.arm import JOINT_NAMES
+from arms import JOINT_NAMES
 
 
 @pytest.mark.parametrize("n, m", [(1, 8), (4, 9), (32, 1)])

@@ -8,7 +8,7 @@ from robot_rl.policies.chunk_context import act_with_context, from_chunk, from_p
 from robot_rl.policies.features import recorded_keys, state_vector
 from robot_rl.sim.env import ArmEnv
 from robot_rl.sim.experts import ScriptedExpert
-from robot_rl.sim.kinematics import tcp_positions
+from arms import tcp_positions
 from test_diffusion_checkpoint import history, make_policy
 
 
@@ -51,7 +51,7 @@ def test_chunk_end_rel_is_each_object_relative_to_the_tcp_where_the_chunk_ends()
     obs, _ = ArmEnv("push").reset(seed=3)
     end = obs["joint_pos"] + np.r_[0.2, -0.1, 0.1, 0.0, 0.0, 0.0, 0.0, 0.0]
     obs = {**obs, **from_chunk(np.stack([obs["joint_pos"], end]), 0)}
-    vec = state_vector(obs, ("chunk_end_rel", "chunk_left"))
+    vec = state_vector(obs, ("chunk_end_rel", "chunk_left"), robot="arm")
     np.testing.assert_allclose(vec[:6], (obs["object_poses"][:, :3] - tcp_positions(end)).ravel(), atol=1e-5)
     assert vec[6] == 0.5
     # a recording holds the observations; the chunk context comes from running the base
@@ -83,7 +83,7 @@ def test_the_normaliser_fixes_the_phase_scale_and_standardises_the_rest():
     obs, _ = ArmEnv("push").reset(seed=0)
     obs = {**obs, **from_chunk(np.stack([obs["joint_pos"]] * 3), 1)}
     keys = ("joint_pos", "chunk_left", "chunk_end_rel")
-    columns = feature_columns(obs, keys, obs["joint_pos"])
+    columns = feature_columns(obs, keys, obs["joint_pos"], "arm")
     assert columns == {"joint_pos": slice(0, 8), "chunk_left": slice(8, 9), "chunk_end_rel": slice(9, 15)}
     states = np.random.default_rng(0).normal(2.0, 3.0, (500, 15))
     norm = residual_normalizer(ResidualConfig(obs_keys=keys), states, columns)

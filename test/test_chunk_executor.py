@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from robot_rl.errors import ConfigError
-from robot_rl.policies.chunk_executor import ChunkExecutor
+from robot_rl.runtime.chunk_executor import ChunkExecutor
 
 DT = 0.1
 

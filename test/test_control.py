@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from robot_rl.control import TrajectoryFollower
+from robot_rl.runtime.control import TrajectoryFollower
 from robot_rl.errors import CommandError
 
 

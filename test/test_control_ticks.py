@@ -1,5 +1,5 @@
 """ControlTicks: one tick per dt of observation time, from every or a faster joint state stream."""
-from robot_rl.ros.control_ticks import ControlTicks
+from robot_rl.runtime.control_ticks import ControlTicks
 
 
 def ticked(ticks: ControlTicks, stamps) -> list[float]:

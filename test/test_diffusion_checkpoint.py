@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from robot_rl.errors import DataError
-from robot_rl.policies.diffusion.checkpoint import CONFIG, NORMALIZER, WEIGHTS
+from robot_rl.policies.checkpoint import CONFIG, NORMALIZER, WEIGHTS
 from robot_rl.policies.diffusion.config import DiffusionConfig
 from robot_rl.policies.diffusion.model import DiffusionPolicy
 from robot_rl.policies.diffusion.normalizer import Normalizer

@@ -25,7 +25,7 @@ from trajectory_msgs.msg import JointTrajectory
 
 from robot_rl.ros import msgs
 from robot_rl.ros.candidates import msg_to_candidates
-from robot_rl.sim.arm import JOINT_NAMES, joint_limits
+from arms import JOINT_NAMES, joint_limits
 from ros_helpers import wait_for
 
 pytestmark = pytest.mark.integration

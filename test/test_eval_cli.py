@@ -51,9 +51,34 @@ def test_eval_bad_action_horizon_is_one_line_exit_2(checkpoint, policy):
 
 def test_eval_reports_the_noise_scale_it_ran_with(checkpoint):
     for flags, expected in (([], 1.0), (["--noise-scale", 0], 0.0)):
-        r = robot_rl_eval("--task", "reach", "--policy", checkpoint, "--num-episodes", 1, *flags)
+        r = robot_rl_eval("--task", "push", "--policy", checkpoint, "--num-episodes", 1, *flags)
         assert r.returncode == 0, r.stderr
         assert json.loads(r.stdout.strip().splitlines()[-1])["noise_scale"] == expected
+
+
+def test_eval_refuses_a_checkpoint_of_another_task_or_robot_in_one_line(checkpoint, tmp_path):
+    """A push checkpoint (two object poses) on reach (one), a push residual on lift, and a 7-DoF
+    checkpoint on the 6-DoF arm: one line naming both sides, exit 2, before any rollout."""
+    from robot_rl.policies.residual.config import ResidualConfig
+    from robot_rl.policies.residual.model import ResidualActor, ResidualPolicy, default_normalizer
+
+    r = robot_rl_eval("--task", "reach", "--policy", checkpoint, "--num-episodes", 1)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert "object_poses (2, 7) (trained) vs (1, 7)" in r.stderr
+    from arms import ARM
+
+    policy = make_policy()
+    policy.robot = ARM  # trained on the 7-DoF arm: robot.json records it
+    policy.save_checkpoint(tmp_path / "arm_ckpt")
+    r = robot_rl_eval("--task", "push", "--policy", tmp_path / "arm_ckpt", "--robot", "ur_arm", "--num-episodes", 1)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert "'arm'" in r.stderr and "'ur_arm'" in r.stderr and "shoulder_pan_joint" in r.stderr
+    cfg = ResidualConfig(actor_hidden=8)  # push: joint_pos, joint_vel, ee_pos and two object poses
+    ResidualPolicy(None, ResidualActor(33, cfg, default_normalizer(33)), cfg).save(tmp_path / "residual")
+    r = robot_rl_eval("--task", "lift", "--policy", "expert:lift", "--residual", tmp_path / "residual",
+                      "--num-episodes", 1)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert "trained on 33 observation values" in r.stderr and "gives 26" in r.stderr
 
 
 @pytest.mark.parametrize("policy, scale", [("ckpt", -1), ("expert:push", 0)])
@@ -69,11 +94,11 @@ def test_eval_runs_the_base_a_residual_was_trained_on(checkpoint, tmp_path):
     from robot_rl.policies.residual.config import ResidualConfig
     from robot_rl.policies.residual.model import ResidualActor, ResidualPolicy, default_normalizer
 
-    cfg = ResidualConfig(actor_hidden=8)  # reach: joint_pos, joint_vel, ee_pos and one object pose
-    actor = ResidualActor(8 + 8 + 3 + 7, cfg, default_normalizer(26))
+    cfg = ResidualConfig(actor_hidden=8)  # push: joint_pos, joint_vel, ee_pos and two object poses
+    actor = ResidualActor(8 + 8 + 3 + 14, cfg, default_normalizer(33))
     ResidualPolicy(None, actor, cfg).save(tmp_path / "residual", extra={"base_noise_scale": 0.0, "base_action_horizon": 2})
     for flags, expected in (([], (0.0, 2)), (["--noise-scale", 1, "--action-horizon", 3], (1.0, 3))):
-        r = robot_rl_eval("--task", "reach", "--policy", checkpoint, "--residual", tmp_path / "residual",
+        r = robot_rl_eval("--task", "push", "--policy", checkpoint, "--residual", tmp_path / "residual",
                           "--num-episodes", 1, *flags)
         assert r.returncode == 0, r.stderr
         result = json.loads(r.stdout.strip().splitlines()[-1])

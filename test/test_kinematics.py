@@ -1,7 +1,7 @@
 import numpy as np
 
-from robot_rl.sim.arm import HOME_QPOS
-from robot_rl.sim.kinematics import ArmKinematics, down_orientation
+from arms import HOME_QPOS
+from arms import ArmKinematics, down_orientation
 
 
 def test_ik_reaches_a_downward_pose_on_the_table():
@@ -29,8 +29,8 @@ def test_tcp_positions_agree_with_fk_from_several_threads_at_once():
     """The residual node relabels demos (learner thread) while it controls: each thread its own model."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from robot_rl.sim.arm import joint_limits
-    from robot_rl.sim.kinematics import tcp_positions
+    from arms import joint_limits
+    from arms import tcp_positions
 
     lo, hi = joint_limits()
     rng = np.random.default_rng(0)

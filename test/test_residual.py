@@ -9,8 +9,8 @@ from robot_rl.policies.residual.config import DEFAULT_SCALE, ResidualConfig
 from robot_rl.policies.residual.model import ResidualActor, ResidualPolicy, default_normalizer
 from robot_rl.policies.residual.config import SPACES
 from robot_rl.policies.residual.space import CorrectionSpace, space_for
-from robot_rl.sim.arm import HOME_QPOS, joint_limits
-from robot_rl.sim.kinematics import ArmKinematics
+from arms import HOME_QPOS, joint_limits
+from arms import ArmKinematics
 from robot_rl.sim.env import ArmEnv
 from robot_rl.sim.experts import ScriptedExpert
 from robot_rl.train.residual import Learner
@@ -220,7 +220,7 @@ def test_train_residual_flags_map_onto_the_config():
     assert (tc.algo.n_step, tc.algo.utd_ratio, tc.algo.residual_penalty) == (5, 4, 0.01)
     assert (tc.algo.target_noise, tc.algo.noise_clip) == (0.1, 0.3)
     task = residual_cli.train_config(parser.parse_args(["--base", "hold", "--task", "lift", "--residual-space", "task"]))
-    assert task.algo.residual_scale == DEFAULT_SCALE["task"] and task.algo.correction_dim == 4
+    assert task.algo.residual_scale == (DEFAULT_SCALE["task"][0],) * 3 + (DEFAULT_SCALE["task"][1],) and task.algo.correction_dim == 4
     task = residual_cli.train_config(parser.parse_args(
         ["--base", "hold", "--task", "lift", "--residual-space", "task", "--residual-scale", "0.05", "0.01",
          "--actor-lr", "1e-5", "--critic-lr", "2e-4", "--gamma", "0.995", "--actor-hidden", "256", "--actor-layers", "3",

@@ -22,8 +22,8 @@ from robot_rl.policies.residual.model import ResidualActor, ResidualPolicy, defa
 from robot_rl.policies.residual.space import CORRECTION_CLIP, space_for
 from robot_rl.ros import msgs
 from robot_rl.ros.residual_policy_node import chunk_on_grid
-from robot_rl.sim.arm import HOME_QPOS, JOINT_NAMES, joint_limits
-from robot_rl.sim.kinematics import tcp_positions
+from arms import HOME_QPOS, JOINT_NAMES, joint_limits
+from arms import tcp_positions
 from ros_helpers import wait_for
 from test_diffusion_node import train_tiny
 from test_residual_online import tiny, wild
@@ -181,7 +181,7 @@ def test_learns_online_on_the_sim_and_saves_on_sigint(nodes, probe, tmp_path, ba
     cfg = tiny(obs_keys=keys, warmup_steps=1000, residual_space=space)
     obs0 = env.reset(seed=0)[0]
     obs0.update(from_chunk(obs0["joint_pos"][None], 0))  # a chunk of one: only the sizes matter here
-    obs_dim = len(state_vector(obs0, keys, obs0["joint_pos"])) + space_for(cfg).feature_dim
+    obs_dim = len(state_vector(obs0, keys, obs0["joint_pos"], "arm")) + space_for(cfg).feature_dim
     env.close()
     ckpt = residual_checkpoint(tmp_path / "start", cfg, obs_dim)
     out = tmp_path / "online"

@@ -9,7 +9,7 @@ from robot_rl.data.replay import ReplayBuffer
 from robot_rl.policies.residual.config import DEFAULT_SCALE, ResidualConfig
 from robot_rl.policies.residual.model import ResidualActor, ResidualPolicy, default_normalizer
 from robot_rl.policies.residual.online import CHECKPOINT, REPLAY, OnlineResidual
-from robot_rl.sim.arm import HOME_QPOS, joint_limits
+from arms import HOME_QPOS, joint_limits
 from ros_helpers import wait_for
 
 SEEDS = [0, 1, 2]
@@ -62,7 +62,7 @@ def feed(o: OnlineResidual, ticks, success_at=(), rng=None):
     for t in ticks:
         obs = np.array([t, t], np.float32)
         o.observe(t * 0.1, obs, HOME_QPOS, float(t in success_at), t in success_at)
-        o.executed(t * 0.1, obs, HOME_QPOS, HOME_QPOS + 0.5 * np.asarray(DEFAULT_SCALE["joint"]))
+        o.executed(t * 0.1, obs, HOME_QPOS, HOME_QPOS + 0.5 * np.asarray(ResidualConfig().residual_scale))
 
 
 def test_transitions_chain_consecutive_ticks_and_end_at_gaps_successes_and_episodes(online, tmp_path):

@@ -20,7 +20,7 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from robot_rl.ros import msgs
-from robot_rl.sim.arm import JOINT_NAMES
+from arms import JOINT_NAMES
 from ros_helpers import wait_for
 
 pytestmark = pytest.mark.integration

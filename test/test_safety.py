@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from robot_rl.errors import CommandError
-from robot_rl.safety import CommandGuard, is_stale
+from robot_rl.runtime.safety import CommandGuard, is_stale
 
 NAMES = ("j1", "j2", "j3")
 LOWER = np.array([-1.0, -2.0, 0.0])

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from robot_rl.sim.arm import HOME_QPOS, JOINT_NAMES, joint_limits
+from arms import HOME_QPOS, JOINT_NAMES, joint_limits
 from robot_rl.sim.env import ArmEnv
 from robot_rl.sim.experts import ScriptedExpert
 from robot_rl.sim.rollout import run_episode

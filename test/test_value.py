@@ -6,7 +6,7 @@ import torch
 from robot_rl.data.chunks import chunk_transitions, step_rewards
 from robot_rl.policies.value.config import ValueConfig
 from robot_rl.policies.value.model import ValueFunction, ValueNormalizer
-from robot_rl.sim.arm import HOME_QPOS
+from arms import HOME_QPOS
 from robot_rl.train.value import ValueLearner
 
 SEEDS = [0, 1]

@@ -21,9 +21,9 @@ from robot_rl.policies.value.config import ValueConfig
 from robot_rl.policies.value.model import ChunkCritic, ValueFunction, ValueNormalizer
 from robot_rl.ros import msgs
 from robot_rl.ros.candidates import candidates_to_msg, msg_to_candidates
-from robot_rl.safety import CommandGuard
-from robot_rl.sim.arm import HOME_QPOS, JOINT_NAMES, joint_limits
-from robot_rl.sim.kinematics import ArmKinematics
+from robot_rl.runtime.safety import CommandGuard
+from arms import HOME_QPOS, JOINT_NAMES, joint_limits
+from arms import ArmKinematics
 from ros_helpers import wait_for
 
 NODE = "robot_rl.ros.value_steering_node"

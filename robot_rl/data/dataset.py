@@ -3,7 +3,8 @@
 Layout::
 
     root/
-      dataset.json               format, version, rate_hz, joint_names, keys {name: {shape, dtype}}, created_by
+      dataset.json               format, version, rate_hz, joint_names, robot, keys {name: {shape, dtype}}, created_by
+      robot.json                 the robot the episodes come from (robot_rl.robot record, URDF included), if known
       episodes/
         episode_000000/          zarr v3 group; its attributes hold {"meta": ..., "length": T}
           joint_pos/             zarr v3 array (T, 8), chunked along time, zstd (low-dim) or blosc (images)
@@ -39,11 +40,14 @@ import zarr
 from zarr.codecs import BloscCodec, ZstdCodec
 
 from robot_rl import __version__
-from robot_rl.errors import DataError
+from robot_rl.errors import ConfigError, DataError
+from robot_rl.robot import RobotModel
+from robot_rl.robot.catalog import read_robot_file, robot_for_joints, write_robot_file
 
 FORMAT = "robot_rl.episodes"
 FORMAT_VERSION = 1
 META_FILE = "dataset.json"
+ROBOT_FILE = "robot.json"
 EPISODES_DIR = "episodes"
 TEMP_PREFIX = ".tmp-"
 STALE_FOREIGN_TEMP_S = 24 * 3600.0  # temp dirs of other hosts: we cannot check their pid
@@ -85,11 +89,12 @@ class EpisodeDataset:
     # ------------------------------------------------------------------ create / open
 
     @classmethod
-    def create(cls, root: str | os.PathLike, meta: Mapping) -> EpisodeDataset:
+    def create(cls, root: str | os.PathLike, meta: Mapping, robot: RobotModel | None = None) -> EpisodeDataset:
         """Make a new dataset at `root` (absent or an empty dir).
 
         `meta` needs `joint_names` and `rate_hz`; `keys` ({name: {"shape", "dtype"}}) is optional,
         and when absent the first appended episode fixes it. Other entries are kept as given.
+        `robot` (its joint_names must be among the robot's) is written beside as robot.json.
         """
         root = Path(root)
         if (root / META_FILE).exists():
@@ -97,11 +102,18 @@ class EpisodeDataset:
         if root.exists() and (not root.is_dir() or any(root.iterdir())):
             raise _fail(root, "exists and is not an empty directory; choose another path")
         meta = _check_dataset_meta(root, dict(meta))
+        if robot is not None:
+            foreign = [n for n in meta["joint_names"] if n not in robot.joint_names]
+            if foreign:
+                raise _fail(root, f"joint_names {foreign} are not joints of robot {robot.name!r} {list(robot.joint_names)}")
+            meta["robot"] = robot.name
         meta.setdefault("created_by", f"robot_rl {__version__}")
         meta.setdefault("created_at", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
         meta = {"format": FORMAT, "format_version": FORMAT_VERSION, **meta}
         try:
             (root / EPISODES_DIR).mkdir(parents=True, exist_ok=True)
+            if robot is not None:
+                write_robot_file(robot, root / ROBOT_FILE)
             _write_json_atomic(root / META_FILE, meta)
         except OSError as e:
             raise _fail(root, f"cannot create dataset: {e.strerror or e}") from e
@@ -114,12 +126,15 @@ class EpisodeDataset:
         return cls(root, _read_dataset_meta(root))
 
     @classmethod
-    def open_or_create(cls, root: str | os.PathLike, meta: Mapping) -> EpisodeDataset:
-        """Open `root` if it holds a dataset (checking joint_names and rate_hz agree), else create it."""
+    def open_or_create(cls, root: str | os.PathLike, meta: Mapping, robot: RobotModel | None = None) -> EpisodeDataset:
+        """Open `root` if it holds a dataset (checking joint_names, rate_hz and robot agree), else create it."""
         root = Path(root)
         if not (root / META_FILE).exists():
-            return cls.create(root, meta)
+            return cls.create(root, meta, robot)
         ds = cls.open(root)
+        if robot is not None and ds.robot is not None and not ds.robot.same_kinematics(robot):
+            raise _fail(root / ROBOT_FILE, f"the dataset's robot {ds.robot.name!r} is not {robot.name!r}; "
+                        "use a new dataset path")
         for field in ("joint_names", "rate_hz"):
             if field in meta and _normalise(field, meta[field]) != ds.meta[field]:
                 raise _fail(root / META_FILE, f"{field} {ds.meta[field]} differs from the requested "
@@ -127,6 +142,18 @@ class EpisodeDataset:
         return ds
 
     # ------------------------------------------------------------------ reading
+
+    @property
+    def robot(self) -> RobotModel | None:
+        """The robot the episodes come from: robot.json, else a shipped robot with exactly the
+        dataset's joint_names (datasets from before robot.json), else None (robot unknown)."""
+        if not hasattr(self, "_robot"):
+            try:
+                self._robot = (read_robot_file(self.root / ROBOT_FILE)
+                               or robot_for_joints(self.meta["joint_names"]))
+            except ConfigError as e:
+                raise DataError(str(e)) from None
+        return self._robot
 
     @property
     def keys(self) -> dict[str, dict]:

@@ -30,7 +30,7 @@ from robot_rl.data.bag import (DISK_ERRNOS, EVENTS_TOPIC, STRING_TYPE, BagWriter
                                typestore)
 from robot_rl.data.sync import MSGTYPES, EpisodeAssembler, EpisodeRefused, SyncConfig, standard_streams
 from robot_rl.errors import ConfigError, DataError
-from robot_rl.sim.arm import JOINT_NAMES
+from robot_rl.robot import load_robot
 
 SOURCE_KINDS = ("scripted_expert", "teleop", "policy", "other")
 
@@ -43,7 +43,8 @@ class RecorderConfig:
     rate_hz: float = field(default=10.0, metadata={"help": "dataset frame rate (Hz): the reference clock's tick"})
     max_age: float = field(default=0.05, metadata={"help": "s: a frame takes a message at most this far from its time (keep below 1/rate_hz)"})
     on_gap: str = field(default="refuse", metadata={"help": "an episode with a gap longer than max_age: refuse or mark"})
-    joint_names: tuple[str, ...] = field(default=JOINT_NAMES, metadata={"help": "joint order of joint_pos, joint_vel and action"})
+    robot: str = field(default="arm", metadata={"help": "the robot: a catalog name (arm, ur_arm), a URDF path or the robot_description XML"})
+    joint_names: tuple[str, ...] = field(default=(), metadata={"help": "joint order of joint_pos, joint_vel and action; empty: the robot's"})
     joint_states_topic: str = field(default="/joint_states", metadata={"help": "sensor_msgs/JointState: the reference clock"})
     action_topic: str = field(default="/forward_position_controller/commands", metadata={"help": "std_msgs/Float64MultiArray commands: the action; '' for none"})
     cameras: tuple[str, ...] = field(default=(), metadata={"help": "cameras: /camera/<cam>/image_raw and camera_info"})
@@ -53,7 +54,7 @@ class RecorderConfig:
     reward_topic: str = field(default="/task/reward", metadata={"help": "std_msgs/Float32 reward; '' for none"})
     success_topic: str = field(default="/task/success", metadata={"help": "std_msgs/Bool success; '' for none"})
     extra_topics: tuple[str, ...] = field(default=(), metadata={"help": "more topics for the bag only, as topic=pkg/msg/Type"})
-    ee_pose: bool = field(default=True, metadata={"help": "add ee_pos/ee_quat from joint_pos by forward kinematics (the sim arm)"})
+    ee_pose: bool = field(default=True, metadata={"help": "add ee_pos/ee_quat from joint_pos by forward kinematics of the robot"})
     use_header_stamps: bool = field(default=True, metadata={"help": "align on header stamps where messages have them"})
     task: str = field(default="", metadata={"help": "episode meta: task name"})
     source_kind: str = field(default="scripted_expert", metadata={"help": "episode meta: scripted_expert, teleop, policy or other"})
@@ -66,6 +67,7 @@ class RecorderConfig:
     queue_mb: float = field(default=1024.0, metadata={"help": "messages waiting for the disk beyond this (MB) are dropped and counted"})
 
     def __post_init__(self):
+        self.joint_names = tuple(self.joint_names) or load_robot(self.robot).joint_names
         if self.source_kind not in SOURCE_KINDS:
             raise ConfigError(f"source_kind must be one of {SOURCE_KINDS}, got {self.source_kind!r}")
         if self.compression not in ("none", "zstd"):
@@ -84,7 +86,7 @@ class RecorderConfig:
         streams = standard_streams(self.joint_states_topic, self.action_topic, self.cameras, self.depth_cameras,
                                    self.object_poses_topic, self.reward_topic, self.success_topic, self.points_topic)
         return SyncConfig(self.rate_hz, self.max_age, tuple(self.joint_names), streams, self.on_gap,
-                          self.use_header_stamps, self.ee_pose)
+                          self.use_header_stamps, self.ee_pose, self.robot)
 
     def extra(self) -> dict[str, str]:
         out = {}
@@ -187,7 +189,7 @@ class Recorder:
             from robot_rl.data.dataset import EpisodeDataset
 
             self.dataset = EpisodeDataset.open_or_create(c.dataset, {"joint_names": list(c.joint_names),
-                                                                     "rate_hz": c.rate_hz})
+                                                                     "rate_hz": c.rate_hz}, load_robot(c.robot))
             keys = set(self.sync_config.keys)
             if self.dataset.keys and set(self.dataset.keys) != keys:
                 raise DataError(f"{c.dataset}: the dataset's keys {sorted(self.dataset.keys)} differ from what this "

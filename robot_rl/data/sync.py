@@ -102,7 +102,8 @@ class SyncConfig:
     streams: tuple[Stream, ...]
     on_gap: str = "refuse"
     use_header_stamps: bool = True
-    ee_pose: bool = False  # add ee_pos / ee_quat from joint_pos by forward kinematics (the sim arm)
+    ee_pose: bool = False  # add ee_pos / ee_quat from joint_pos by forward kinematics of `robot`
+    robot: str = "arm"  # the robot (robot_rl.robot.load_robot spec) whose kinematics ee_pose uses
 
     def __post_init__(self):
         object.__setattr__(self, "joint_names", tuple(str(n) for n in self.joint_names))
@@ -125,11 +126,13 @@ class SyncConfig:
         if len(set(keys)) != len(keys):
             raise ConfigError(f"two streams fill the same frame key: {keys}")
         if self.ee_pose:
-            from robot_rl.sim.arm import ARM_JOINTS
+            from robot_rl.robot import load_robot
 
-            missing = [j for j in ARM_JOINTS if j not in self.joint_names]
+            robot = load_robot(self.robot)
+            missing = [j for j in robot.arm_joints if j not in self.joint_names]
             if missing:
-                raise ConfigError(f"ee_pose needs the sim arm's joints; joint_names lacks {missing}")
+                raise ConfigError(f"ee_pose needs every arm joint of robot {robot.name!r}; joint_names "
+                                  f"{list(self.joint_names)} lacks {missing}")
 
     @property
     def reference(self) -> Stream:
@@ -237,17 +240,14 @@ class Decoder:
         return out
 
     def _ee_pose(self, q: np.ndarray):
-        import mujoco
-
-        from robot_rl.sim.arm import ARM_JOINTS
-        from robot_rl.sim.kinematics import ArmKinematics
+        from robot_rl.robot import load_robot
+        from robot_rl.robot.kinematics import kinematics_for
 
         if self._fk is None:
-            self._fk = (ArmKinematics(), [self.config.joint_names.index(j) for j in ARM_JOINTS])
+            robot = load_robot(self.config.robot)
+            self._fk = (kinematics_for(robot), [self.config.joint_names.index(j) for j in robot.arm_joints])
         kin, arm = self._fk
-        pos, rot = kin.fk(q[arm])
-        quat = np.zeros(4)
-        mujoco.mju_mat2Quat(quat, rot.reshape(-1))
+        pos, quat = kin.tcp_pose(q[arm])
         return pos.astype(np.float32), quat.astype(np.float32)
 
     def _image_array(self, stream, msg) -> np.ndarray:

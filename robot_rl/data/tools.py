@@ -25,6 +25,7 @@ from robot_rl.data.bag import EVENTS_TOPIC, open_bag, read_events, repair_bag
 from robot_rl.data.dataset import EpisodeDataset
 from robot_rl.data.sync import EpisodeAssembler, EpisodeRefused, Stream, SyncConfig, standard_streams
 from robot_rl.errors import ConfigError, DataError
+from robot_rl.robot import load_robot
 
 
 def _say(text: str) -> None:
@@ -54,8 +55,9 @@ def _foreign_config(info_topics: dict[str, str], args) -> SyncConfig:
     streams = standard_streams(args.joint_states_topic, present(args.action_topic), cameras, depth,
                                present(args.object_poses_topic), present(args.reward_topic),
                                present(args.success_topic), present(args.points_topic or ""))
-    return SyncConfig(args.rate_hz, args.max_age, tuple(args.joint_names), streams, args.on_gap,
-                      not args.receive_time, args.ee_pose)
+    joint_names = tuple(args.joint_names or load_robot(args.robot).joint_names)
+    return SyncConfig(args.rate_hz, args.max_age, joint_names, streams, args.on_gap,
+                      not args.receive_time, args.ee_pose, args.robot)
 
 
 def _check_topics(bag_path, config: SyncConfig, topics: dict[str, str]) -> None:
@@ -84,7 +86,8 @@ def convert_bag(bag_path, dataset_path, args=None, log=_say) -> dict:
             nonlocal dataset
             if dataset is None:
                 dataset = EpisodeDataset.open_or_create(dataset_path, {"joint_names": list(config.joint_names),
-                                                                       "rate_hz": config.rate_hz})
+                                                                       "rate_hz": config.rate_hz},
+                                                        load_robot(config.robot))
             return dataset
 
         def commit(number, frames, meta):
@@ -253,8 +256,11 @@ def merge(inputs, out) -> EpisodeDataset:
                                 "only datasets of one arm and rate merge")
         if ds.keys and first.keys and ds.keys != first.keys:
             raise DataError(f"{p}: keys {sorted(ds.keys)} differ from {inputs[0]}'s {sorted(first.keys)}")
+    robots = {ds.robot.kinematic_hash if ds.robot else None for ds in sources}
+    if len(robots) > 1:
+        raise DataError(f"the datasets {list(map(str, inputs))} come from different robots; only datasets of one arm merge")
     dst = EpisodeDataset.create(out, {"joint_names": first.meta["joint_names"], "rate_hz": first.meta["rate_hz"],
-                                      "merged_from": [str(p) for p in inputs]})
+                                      "merged_from": [str(p) for p in inputs]}, first.robot)
     for ds in sources:
         copy_episodes(ds, dst, range(ds.num_episodes))
     return dst
@@ -273,7 +279,7 @@ def split(path, out_train, out_val, val_fraction: float = 0.1, seed: int = 0) ->
     for out, episodes, name in ((out_train, train, "train"), (out_val, val, "val")):
         dst = EpisodeDataset.create(out, {"joint_names": ds.meta["joint_names"], "rate_hz": ds.meta["rate_hz"],
                                           "split": {"of": str(path), "part": name, "seed": seed,
-                                                    "episodes": episodes}})
+                                                    "episodes": episodes}}, ds.robot)
         copy_episodes(ds, dst, episodes)
     return train, val
 
@@ -288,15 +294,14 @@ def _defaults():
 
 
 def _from_bag_arguments(p) -> None:
-    from robot_rl.sim.arm import JOINT_NAMES
-
     p.add_argument("bags", nargs="+", metavar="BAG", help="rosbag2 directories")
     p.add_argument("--out", required=True, help="dataset directory (created or appended to)")
     g = p.add_argument_group("bags without recorder markers (one episode per bag)")
     g.add_argument("--rate-hz", type=float, default=10.0)
     g.add_argument("--max-age", type=float, default=0.05, help="s; keep below 1/rate")
     g.add_argument("--on-gap", choices=["refuse", "mark"], default="refuse")
-    g.add_argument("--joint-names", nargs="+", default=list(JOINT_NAMES))
+    g.add_argument("--robot", default="arm", help="the robot the bag comes from: arm, ur_arm, or a URDF path")
+    g.add_argument("--joint-names", nargs="+", default=None, help="joint order of the dataset; default: the robot's")
     g.add_argument("--joint-states-topic", default="/joint_states")
     g.add_argument("--action-topic", default="/forward_position_controller/commands")
     g.add_argument("--cameras", nargs="*", default=None, help="default: every /camera/<cam>/image_raw in the bag")
@@ -307,7 +312,7 @@ def _from_bag_arguments(p) -> None:
     g.add_argument("--points-topic", default="")
     g.add_argument("--receive-time", action="store_true", help="align on bag receive times, not header stamps")
     g.add_argument("--ee-pose", action=argparse.BooleanOptionalAction, default=True,
-                   help="add ee_pos/ee_quat by forward kinematics of the sim arm")
+                   help="add ee_pos/ee_quat by forward kinematics of the robot")
     g.add_argument("--task", default="")
     g.add_argument("--success", choices=["auto", "true", "false"], default="auto",
                    help="episode label; auto: true when the success topic ever says so")

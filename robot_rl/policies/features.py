@@ -16,29 +16,37 @@ from __future__ import annotations
 
 import numpy as np
 
+from robot_rl.errors import ConfigError
 from robot_rl.policies.chunk_context import KEYS as CHUNK_KEYS
-from robot_rl.sim.kinematics import tcp_positions
+from robot_rl.robot import load_robot
+from robot_rl.robot.kinematics import tcp_positions
 
 
 def _objects(obs: dict) -> np.ndarray:
     return np.asarray(obs["object_poses"], np.float32)[..., :3]
 
 
-def _object_rel(obs: dict, base) -> np.ndarray:
+def _tcp(robot, joint_targets, key: str) -> np.ndarray:
+    if robot is None:
+        raise ConfigError(f"the feature {key!r} needs the robot (its forward kinematics)")
+    return tcp_positions(load_robot(robot), joint_targets)
+
+
+def _object_rel(obs: dict, base, robot) -> np.ndarray:
     return _objects(obs) - np.asarray(obs["ee_pos"], np.float32)[..., None, :]
 
 
-def _target_rel(obs: dict, base) -> np.ndarray:
+def _target_rel(obs: dict, base, robot) -> np.ndarray:
     if base is None:
         raise ValueError("the feature 'target_rel' needs the base action")
-    return _objects(obs) - tcp_positions(base)[..., None, :]
+    return _objects(obs) - _tcp(robot, base, "target_rel")[..., None, :]
 
 
-def _chunk_end_rel(obs: dict, base) -> np.ndarray:
-    return _objects(obs) - tcp_positions(np.asarray(obs["chunk_end"], np.float32))[..., None, :]
+def _chunk_end_rel(obs: dict, base, robot) -> np.ndarray:
+    return _objects(obs) - _tcp(robot, np.asarray(obs["chunk_end"], np.float32), "chunk_end_rel")[..., None, :]
 
 
-# derived key -> (the observation keys it is computed from, f(obs, base action))
+# derived key -> (the observation keys it is computed from, f(obs, base action, robot))
 DERIVED = {"object_rel": (("object_poses", "ee_pos"), _object_rel),
            "target_rel": (("object_poses",), _target_rel),
            "chunk_end_rel": (("object_poses", "chunk_end"), _chunk_end_rel)}
@@ -67,26 +75,27 @@ def recorded_keys(keys) -> tuple[str, ...]:
     return tuple(k for k in source_keys(keys) if k not in CHUNK_KEYS)
 
 
-def _feature(obs: dict, key: str, base) -> np.ndarray:
-    return DERIVED[key][1](obs, base) if key in DERIVED else np.asarray(obs[key], np.float32)
+def _feature(obs: dict, key: str, base, robot) -> np.ndarray:
+    return DERIVED[key][1](obs, base, robot) if key in DERIVED else np.asarray(obs[key], np.float32)
 
 
-def state_vector(obs: dict, keys, base=None) -> np.ndarray:
+def state_vector(obs: dict, keys, base=None, robot=None) -> np.ndarray:
     """The observation keys flattened into one float32 vector, in `keys` order; `base` (the
-    base action) is needed by `target_rel` only."""
-    return np.concatenate([_feature(obs, k, base).reshape(-1) for k in keys]).astype(np.float32)
+    base action) is needed by `target_rel` only, `robot` (a RobotModel or its name) by the keys
+    that run forward kinematics (target_rel, chunk_end_rel)."""
+    return np.concatenate([_feature(obs, k, base, robot).reshape(-1) for k in keys]).astype(np.float32)
 
 
-def feature_columns(obs: dict, keys, base=None) -> dict[str, slice]:
+def feature_columns(obs: dict, keys, base=None, robot=None) -> dict[str, slice]:
     """Where each key's values sit in the state vector of one observation."""
     columns, at = {}, 0
     for k in keys:
-        width = _feature(obs, k, base).size
+        width = _feature(obs, k, base, robot).size
         columns[k], at = slice(at, at + width), at + width
     return columns
 
 
-def state_matrix(obs: dict, keys, base=None) -> np.ndarray:
+def state_matrix(obs: dict, keys, base=None, robot=None) -> np.ndarray:
     """Like state_vector for a batch: `obs` holds (N, ...) arrays, `base` (N, A); the result is (N, D)."""
-    feats = [_feature(obs, k, base) for k in keys]
+    feats = [_feature(obs, k, base, robot) for k in keys]
     return np.concatenate([f.reshape(len(f), -1) for f in feats], 1).astype(np.float32)

@@ -13,7 +13,9 @@ from pathlib import Path
 from robot_rl.errors import ConfigError, DataError
 
 
-def load_policy(spec: str, device: str = "cpu"):
+def load_policy(spec: str, device: str = "cpu", robot=None):
+    """The policy `spec` names; `robot` (a robot_rl.robot spec) is the arm an expert drives
+    (default: the shipped 7-DoF arm); a checkpoint brings its own."""
     if spec == "hold":
         from robot_rl.policies.hold import HoldPosition
 
@@ -22,7 +24,7 @@ def load_policy(spec: str, device: str = "cpu"):
         from robot_rl.sim.experts import ScriptedExpert
 
         _, task, *rest = spec.split(":")
-        return ScriptedExpert(task, rest[0] if rest else "expert")
+        return ScriptedExpert(task, rest[0] if rest else "expert", robot=robot or "arm")
     path = Path(spec)
     config = path / "config.json"
     if not config.is_file():

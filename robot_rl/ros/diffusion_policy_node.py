@@ -1,8 +1,13 @@
 """diffusion_policy: a diffusion policy checkpoint driving the arm through ros2_control topics.
 
+The arm. `robot` (empty: the robot the checkpoint records), `joint_names` (the controller's
+order), `joint_name_map` and the step limits are robot_rl.runtime.arm's ArmConfig: /joint_states
+is read by name onto the checkpoint's joint order, commands go out in the controller's order, and
+a checkpoint of another robot, or joint names that do not match, is refused at start.
+
 Observations. The checkpoint's `obs_keys` decide the subscriptions: joint_pos / joint_vel from
-/joint_states (mapped by name onto `joint_names`), ee_pos / ee_quat computed from those joint
-positions with the arm's forward kinematics (robot_rl.sim.kinematics, the same TCP the
+/joint_states (by name, extra joints ignored), ee_pos / ee_quat computed from those joint
+positions with the robot's forward kinematics (robot_rl.robot.kinematics, the TCP the
 simulator reports), object_poses from /task/object_poses, `<cam>_rgb` from
 /camera/<cam>/image_raw, `<cam>_depth` from /camera/<cam>/depth/image_raw, and points from
 /camera/<points_camera>/points. Topic names are remappable with `--ros-args -r`.
@@ -12,7 +17,7 @@ observation time: every message of the simulator, a subsample of a faster
 joint_state_broadcaster). It samples the latest message of every other observation topic (a
 tick waits, without answering, for one stamped within `sync_tolerance` of the joint states),
 appends the frame to the policy's observation history, and asks the chunk executor
-(robot_rl.policies.chunk_executor) for this tick's action. A tick never runs inference: a
+(robot_rl.runtime.chunk_executor) for this tick's action. A tick never runs inference: a
 chunk request hands the observation history to the worker thread, which runs
 `sample_chunks` and delivers the chunk under the node's lock. Requests come every Ta ticks and
 a chunk holds Ta + `request_lead` actions, so with inference faster than `request_lead` ticks
@@ -25,8 +30,9 @@ with the last safe command.
 
 Outputs. Per answered tick one command on /forward_position_controller/commands
 (Float64MultiArray in `joint_names` order), always through CommandGuard (joint limits, max step
-per tick; non-finite or wrong-length actions are refused with a logged error and the last safe
-command is sent instead). Each executed chunk on /policy/action_chunk (JointTrajectory:
+per tick from the URDF's velocity limits, scaled by the time since the previous command;
+non-finite or wrong-length actions are refused with a logged error and the last safe command is
+sent instead). Each executed chunk on /policy/action_chunk (JointTrajectory:
 header.stamp = observation time, point j at time_from_start j * control_dt, Ta + request_lead
 points). With `num_samples` N > 1, the N chunks sampled from the same observation on
 /policy/candidates (layout in robot_rl/ros/candidates.py; the node executes candidate 0).
@@ -80,17 +86,16 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from robot_rl.errors import ConfigError, DataError, RobotRLError
-from robot_rl.policies.chunk_executor import ChunkExecutor
+from robot_rl.runtime.arm import ArmConfig, ArmInterface
+from robot_rl.runtime.chunk_executor import ChunkExecutor
 from robot_rl.policies.loading import with_deployment
 from robot_rl.ros import msgs
 from robot_rl.ros.base_node import BaseNode
 from robot_rl.ros.candidates import candidates_to_msg
-from robot_rl.ros.control_ticks import ControlTicks
-from robot_rl.ros.episode_start import EpisodeStart
+from robot_rl.runtime.control_ticks import ControlTicks
+from robot_rl.runtime.episode_start import EpisodeStart
 from robot_rl.ros.params import config_fields, declare_config
 from robot_rl.ros.spin import run_node
-from robot_rl.safety import CommandGuard
-from robot_rl.sim.arm import ARM_JOINTS, GRIPPER_JOINT, JOINT_NAMES, joint_limits
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -100,10 +105,9 @@ STATUS_PERIOD = 1.0  # s (wall) between status messages while running
 
 
 @dataclass
-class DiffusionPolicyConfig:
+class DiffusionPolicyConfig(ArmConfig):
     checkpoint: str = field(default="", metadata={"help": "diffusion checkpoint folder; settable at runtime (hot reload); empty: hold until one is set"})
     device: str = field(default="cpu", metadata={"help": "torch device for inference: cpu, cuda, cuda:1"})
-    joint_names: tuple[str, ...] = field(default=JOINT_NAMES, metadata={"help": "joint order of the policy's joint_pos and actions, and of the published commands"})
     control_dt: float = field(default=0.1, metadata={"help": "control period (s of observation time); the policy's training rate"})
     num_samples: int = field(default=1, metadata={"help": "chunks sampled per observation; > 1 also publishes them on /policy/candidates"})
     num_inference_steps: int = field(default=0, metadata={"help": "DDIM steps per chunk; 0: the checkpoint's own"})
@@ -112,16 +116,13 @@ class DiffusionPolicyConfig:
     request_lead: int = field(default=1, metadata={"help": "extra actions per chunk that cover the next chunk's inference (ticks)"})
     max_age: float = field(default=0.5, metadata={"help": "hold when an observation is older than this (s)"})
     sync_tolerance: float = field(default=0.02, metadata={"help": "messages stamped within this (s) of the joint states are one observation"})
-    max_step: float = field(default=0.5, metadata={"help": "largest arm joint change per tick (rad) the guard lets through"})
-    gripper_max_step: float = field(default=0.04, metadata={"help": "largest gripper change per tick (m)"})
     points_camera: str = field(default="front", metadata={"help": "the points key reads /camera/<points_camera>/points"})
     seed: int = field(default=0, metadata={"help": "noise seed; the i-th reset uses seed + i"})
     publish_commands: bool = field(default=True, metadata={"help": "false: command nothing (a steering or residual node does): num_samples 1 publishes /policy/action_chunk, > 1 /policy/candidates only"})
 
     def __post_init__(self):
-        if sorted(self.joint_names) != sorted(JOINT_NAMES):
-            raise ConfigError(f"joint_names must be an ordering of {list(JOINT_NAMES)}, got {list(self.joint_names)}")
-        for name in ("control_dt", "max_age", "max_step", "gripper_max_step"):
+        super().__post_init__()
+        for name in ("control_dt", "max_age"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.sync_tolerance < 0:
@@ -184,6 +185,7 @@ class _Loaded:
     start: int  # index of the action at the observation time in a predicted chunk (To - 1)
     length: int  # actions kept per chunk: Ta + request_lead, at most what the chunk predicts
     topics: tuple[str, ...]  # observation topics other than /joint_states
+    arm: ArmInterface  # the robot, joint mapping and guard this checkpoint drives
 
 
 @dataclass
@@ -201,12 +203,6 @@ class DiffusionPolicyNode(BaseNode):
         super().__init__("diffusion_policy", **kwargs)
         self.config = c = declare_config(self, DiffusionPolicyConfig)
         self._fields = set(config_fields(DiffusionPolicyConfig))
-        lower, upper = joint_limits()
-        order = [JOINT_NAMES.index(n) for n in c.joint_names]
-        max_step = np.where(np.array(c.joint_names) == GRIPPER_JOINT, c.gripper_max_step, c.max_step)
-        self.guard = CommandGuard(c.joint_names, lower[order], upper[order], max_step)
-        self._arm_index = [c.joint_names.index(n) for n in ARM_JOINTS]
-        self._kinematics = None
 
         self._lock = threading.RLock()  # executor, guard, history, latest messages
         self._cv = threading.Condition()  # worker hand-over: _job, _load_path, _loaded
@@ -218,7 +214,7 @@ class DiffusionPolicyNode(BaseNode):
 
         self.model: _Loaded | None = None
         self.chunks: ChunkExecutor | None = None
-        self._joints = None  # (stamp, receive time, q, v) in joint_names order
+        self._joints = None  # (stamp, receive time, q, v) in the checkpoint's joint order
         self._latest: dict[str, tuple[float, float, np.ndarray]] = {}  # topic -> (stamp, receive, value)
         self._subs: dict[str, object] = {}
         self._last_joint_stamp: float | None = None
@@ -277,10 +273,12 @@ class DiffusionPolicyNode(BaseNode):
         policy = with_deployment(DiffusionPolicy.from_checkpoint(path, device=c.device), path,
                                  noise_scale=c.noise_scale if c.noise_scale >= 0 else None)
         pc = policy.config
-        if pc.action_dim != len(c.joint_names):
-            raise DataError(f"{path}: the policy has {pc.action_dim} actions, joint_names has {len(c.joint_names)} joints")
-        if "joint_pos" in pc.obs_keys and tuple(pc.obs_shapes["joint_pos"]) != (len(c.joint_names),):
-            raise DataError(f"{path}: joint_pos has shape {pc.obs_shapes['joint_pos']}, joint_names has {len(c.joint_names)} joints")
+        arm = ArmInterface.build(c, c.control_dt, policy.robot, pc.joint_names, what=f"checkpoint {path}")
+        joints = arm.joints.policy_joints
+        if pc.action_dim != len(joints):
+            raise DataError(f"{path}: the policy has {pc.action_dim} actions for the {len(joints)} joints {list(joints)}")
+        if "joint_pos" in pc.obs_keys and tuple(pc.obs_shapes["joint_pos"]) != (len(joints),):
+            raise DataError(f"{path}: joint_pos has shape {pc.obs_shapes['joint_pos']} for the {len(joints)} joints {list(joints)}")
         unknown = [k for k in pc.obs_keys if topic_for(k, c.points_camera) is None]
         if unknown:
             raise DataError(f"{path}: no topic provides the observation keys {unknown}")
@@ -303,7 +301,7 @@ class DiffusionPolicyNode(BaseNode):
         policy.sample_chunks(history, c.num_samples, num_inference_steps=c.num_inference_steps or None)
         topics = tuple(dict.fromkeys(t for t in (topic_for(k, c.points_camera) for k in pc.obs_keys)
                                      if t != "/joint_states"))
-        return _Loaded(policy, str(path), ta, start, length, topics)
+        return _Loaded(policy, str(path), ta, start, length, topics, arm)
 
     def _install(self, model: _Loaded) -> None:
         """Swap `model` in (executor thread): subscriptions, fresh executor and history."""
@@ -321,7 +319,8 @@ class DiffusionPolicyNode(BaseNode):
             self._reset_locked(f"loaded checkpoint {model.path}", log=False, waiting=waiting)
         self.get_logger().info(
             f"loaded checkpoint {model.path}: obs {list(pc.obs_keys)}, To {pc.obs_horizon}, Tp {pc.pred_horizon}, "
-            f"Ta {model.action_horizon}, {model.length} actions per chunk, num_samples {self.config.num_samples}")
+            f"Ta {model.action_horizon}, {model.length} actions per chunk, num_samples {self.config.num_samples}; "
+            f"{model.arm.describe()}")
         self._publish_status()
 
     def _on_set_parameters(self, params) -> SetParametersResult:
@@ -369,12 +368,15 @@ class DiffusionPolicyNode(BaseNode):
     # ------------------------------------------------------------------ observations and ticks
     def _on_joints(self, msg: JointState) -> None:
         now = self._now()
-        try:
-            stamp, q, v = msgs.joints_from_msg(msg, self.config.joint_names)
-        except DataError as e:
-            self.get_logger().error(f"/joint_states: {e}", throttle_duration_sec=5.0)
-            return
         with self._lock:
+            if self.model is None:
+                return
+            try:
+                q, v = self.model.arm.joint_state(msg.name, msg.position, msg.velocity)
+            except DataError as e:
+                self.get_logger().error(f"/joint_states: {e}; ignoring the message", throttle_duration_sec=5.0)
+                return
+            stamp = msgs.from_time(msg.header.stamp)
             if self._episode.begins(stamp):  # the first observation of a new episode
                 if self._waiting_locked():  # the old episode's last tick: one answer, a hold, not
                     self._command_locked(None)  # a chunk computed from the old episode's state
@@ -405,13 +407,6 @@ class DiffusionPolicyNode(BaseNode):
             self._latest[topic] = (stamp, now, value)
             self._maybe_tick_locked()
 
-    def _ee_pose(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if self._kinematics is None:
-            from robot_rl.sim.kinematics import ArmKinematics
-
-            self._kinematics = ArmKinematics()
-        return self._kinematics.tcp_pose(q[self._arm_index])
-
     def _frame_locked(self, t: float, q: np.ndarray, v: np.ndarray) -> dict | None:
         """The observation for a tick at `t`, or None (wait for a message in sync, or hold)."""
         c, pc = self.config, self.model.policy.config
@@ -422,7 +417,7 @@ class DiffusionPolicyNode(BaseNode):
             elif key == "joint_vel":
                 value = v
             elif key in ("ee_pos", "ee_quat"):
-                ee = ee or self._ee_pose(q)
+                ee = ee or self.model.arm.ee_pose(q)
                 value = ee[0] if key == "ee_pos" else ee[1]
             else:
                 topic = topic_for(key, c.points_camera)
@@ -462,7 +457,7 @@ class DiffusionPolicyNode(BaseNode):
             self._stale = False
             self.get_logger().info("observations are fresh again: resuming")
         if self._guard_needs_reference:
-            self.guard.reset(q)
+            self.model.arm.reset_guard(q)
             self._guard_needs_reference = False
         if self.chunks.waiting and self.chunks.last_tick is not None and self.chunks.last_tick < t:
             # the previous tick is overtaken before its chunk came: answer it with the last safe
@@ -550,7 +545,7 @@ class DiffusionPolicyNode(BaseNode):
             elif d.reason == "late":
                 s["late_chunks"] += 1
         if d.accepted:
-            names = c.joint_names
+            names = model.arm.joints.mapped  # the controller's names, in the checkpoint's order
             if self.pub_chunk is not None:
                 self.pub_chunk.publish(msgs.trajectory_to_msg(names, np.arange(len(chosen)) * c.control_dt,
                                                               chosen, job.stamp))
@@ -564,12 +559,13 @@ class DiffusionPolicyNode(BaseNode):
     # ------------------------------------------------------------------ commands
     def _command_locked(self, action: np.ndarray | None) -> None:
         """One command through the guard; None: the last safe command again (hold)."""
-        if not self.config.publish_commands:
+        if not self.config.publish_commands or self.model is None:
             return
+        arm = self.model.arm
         if action is None:
-            command = self.guard.hold()
+            command = arm.guard.hold()
         else:
-            result = self.guard.apply(action)
+            result = arm.command(action, now=self._now())
             if result.refusal is not None:
                 self._stats["refused"] += 1
                 self.get_logger().error(f"{COMMANDS}: policy action refused: {result.refusal}",

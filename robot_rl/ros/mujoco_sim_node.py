@@ -32,13 +32,13 @@ from std_msgs.msg import Bool, Float32, Float64MultiArray, Header  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
-from robot_rl.control import TrajectoryFollower  # noqa: E402
+from robot_rl.runtime.control import TrajectoryFollower  # noqa: E402
 from robot_rl.errors import CommandError, ConfigError, DataError  # noqa: E402
 from robot_rl.ros import msgs  # noqa: E402
 from robot_rl.ros.params import declare_config  # noqa: E402
 from robot_rl.ros.spin import run_node  # noqa: E402
-from robot_rl.safety import CommandGuard  # noqa: E402
-from robot_rl.sim.arm import GRIPPER_JOINT, JOINT_NAMES  # noqa: E402
+from robot_rl.runtime.safety import CommandGuard  # noqa: E402
+from robot_rl.robot import load_robot  # noqa: E402
 
 MODES = ("realtime", "lockstep")
 STAMP_WINDOW = 5.0  # s: a trajectory stamp further from sim time than this starts now
@@ -54,9 +54,10 @@ class MujocoSimConfig:
     real_time_factor: float = field(default=1.0, metadata={"help": "realtime mode: sim seconds per wall second"})
     lockstep_timeout: float = field(default=0.5, metadata={"help": "lockstep mode: wall seconds to wait for a command before stepping with the held one"})
     control_dt: float = field(default=0.1, metadata={"help": "control period in sim seconds (physics substeps inside)"})
-    joint_names: tuple[str, ...] = field(default=JOINT_NAMES, metadata={"help": "joint order of Float64MultiArray commands"})
-    max_step: float = field(default=0.5, metadata={"help": "largest arm joint change per tick (rad) the guard lets through"})
-    gripper_max_step: float = field(default=0.04, metadata={"help": "largest gripper change per tick (m)"})
+    robot: str = field(default="arm", metadata={"help": "the simulated arm: arm (7-DoF, Panda-like), ur_arm (6-DoF, UR-like) or a URDF path"})
+    joint_names: tuple[str, ...] = field(default=(), metadata={"help": "joint order of Float64MultiArray commands; empty: the robot's"})
+    max_step: float = field(default=0.0, metadata={"help": "largest arm joint change per tick (rad) the driver lets through; 0: URDF velocity limit x control_dt"})
+    gripper_max_step: float = field(default=0.0, metadata={"help": "largest gripper change per tick (m); 0: URDF velocity limit x control_dt"})
     cameras: tuple[str, ...] = field(default=(), metadata={"help": "cameras to publish: front, wrist"})
     image_width: int = field(default=96, metadata={"help": "camera image width (px)"})
     image_height: int = field(default=96, metadata={"help": "camera image height (px)"})
@@ -69,13 +70,18 @@ class MujocoSimConfig:
     def __post_init__(self):
         if self.mode not in MODES:
             raise ConfigError(f"mode must be one of {MODES}, got {self.mode!r}")
-        for name in ("real_time_factor", "lockstep_timeout", "control_dt", "max_step", "gripper_max_step"):
+        for name in ("real_time_factor", "lockstep_timeout", "control_dt"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.max_step < 0 or self.gripper_max_step < 0:
+            raise ConfigError("max_step and gripper_max_step must be >= 0 (0: from the URDF)")
         if self.image_width <= 0 or self.image_height <= 0 or self.num_points <= 0:
             raise ConfigError("image_width, image_height and num_points must be > 0")
-        if sorted(self.joint_names) != sorted(JOINT_NAMES):
-            raise ConfigError(f"joint_names must be an ordering of {list(JOINT_NAMES)}, got {list(self.joint_names)}")
+        robot = load_robot(self.robot)
+        self.joint_names = tuple(self.joint_names) or robot.joint_names
+        if sorted(self.joint_names) != sorted(robot.joint_names):
+            raise ConfigError(f"joint_names must be an ordering of robot {robot.name!r}'s {list(robot.joint_names)}, "
+                              f"got {list(self.joint_names)}")
         if self.points and not self.cameras:
             raise ConfigError("points needs a camera: set cameras, e.g. [front]")
 
@@ -88,11 +94,17 @@ class MujocoSimNode(Node):
 
         try:
             self.env = ArmEnv(task=c.task, cameras=c.cameras, image_size=(c.image_width, c.image_height),
-                              depth=c.depth, points=c.points, num_points=c.num_points, control_dt=c.control_dt)
+                              depth=c.depth, points=c.points, num_points=c.num_points, control_dt=c.control_dt,
+                              robot=c.robot)
         except ValueError as e:
             raise ConfigError(f"mujoco_sim: {e}") from e
         env = self.env
-        max_step = np.where(np.array(env.joint_names) == GRIPPER_JOINT, c.gripper_max_step, c.max_step)
+        robot = env.robot
+        max_step = robot.max_step(c.control_dt)
+        if c.max_step > 0:
+            max_step = np.where(robot.is_gripper(), max_step, c.max_step)
+        if c.gripper_max_step > 0:
+            max_step = np.where(robot.is_gripper(), c.gripper_max_step, max_step)
         self.guard = CommandGuard(env.joint_names, env.joint_lower, env.joint_upper, max_step)
         self._resets = 0
         self._started = False

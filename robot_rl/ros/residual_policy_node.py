@@ -5,7 +5,9 @@ The base is a black box that publishes its chosen chunks on /policy/action_chunk
 node with `publish_commands: false`). This node sends the commands:
 a = clip(base + scale * tanh(f(o, base))) with the actor of `residual_checkpoint` (with none
 the residual is zero: the base exactly), through CommandGuard, on
-/forward_position_controller/commands.
+/forward_position_controller/commands. The arm (`robot`, `joint_names`, `joint_name_map`, step
+limits) is robot_rl.runtime.arm's ArmConfig: joint states and the base's chunks are read by
+name, commands go out in the controller's order, a residual of another robot is refused.
 
 Ticks. One per /joint_states message due every `control_dt` (every sim message, a subsample of
 a faster joint_state_broadcaster). The observation is the residual's `obs_keys`: joint_pos /
@@ -51,20 +53,20 @@ from trajectory_msgs.msg import JointTrajectory
 from robot_rl.errors import ConfigError, DataError
 from robot_rl.policies import chunk_context
 from robot_rl.policies.chunk_context import KEYS as CHUNK_KEYS
-from robot_rl.policies.chunk_executor import ChunkExecutor
+from robot_rl.runtime.arm import ArmConfig, ArmInterface
+from robot_rl.runtime.chunk_executor import ChunkExecutor
 from robot_rl.policies.features import feature_columns, source_keys, state_vector
 from robot_rl.policies.residual.config import ResidualConfig
 from robot_rl.policies.residual.model import ResidualActor, ResidualPolicy, default_normalizer, residual_normalizer
 from robot_rl.policies.residual.space import space_for
 from robot_rl.policies.residual.online import OnlineResidual
+from robot_rl.robot import load_robot
 from robot_rl.ros import msgs
 from robot_rl.ros.base_node import BaseNode
-from robot_rl.ros.control_ticks import ControlTicks
-from robot_rl.ros.episode_start import EpisodeStart
+from robot_rl.runtime.control_ticks import ControlTicks
+from robot_rl.runtime.episode_start import EpisodeStart
 from robot_rl.ros.params import declare_config
 from robot_rl.ros.spin import run_node
-from robot_rl.safety import CommandGuard
-from robot_rl.sim.arm import ARM_JOINTS, JOINT_NAMES, joint_limits
 
 COMMANDS = "/forward_position_controller/commands"
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -74,14 +76,11 @@ OVERRIDES = ("warmup_steps", "critic_warmup_updates", "batch_size", "utd_ratio",
 
 
 @dataclass
-class ResidualPolicyConfig:
+class ResidualPolicyConfig(ArmConfig):
     residual_checkpoint: str = field(default="", metadata={"help": "residual checkpoint folder; empty: a zero residual (the base exactly)"})
-    joint_names: tuple[str, ...] = field(default=JOINT_NAMES, metadata={"help": "joint order of the commands"})
     control_dt: float = field(default=0.1, metadata={"help": "control period (s of observation time); the base's chunk spacing"})
     max_age: float = field(default=0.5, metadata={"help": "hold when an observation, or a tick's wait for its base action, is older than this (s)"})
     sync_tolerance: float = field(default=0.02, metadata={"help": "object poses within this (s) of the joint states are one observation"})
-    max_step: float = field(default=0.5, metadata={"help": "largest arm joint change per tick (rad)"})
-    gripper_max_step: float = field(default=0.04, metadata={"help": "largest gripper change per tick (m)"})
     learn: bool = field(default=False, metadata={"help": "explore and train the residual online (TD3 in a learner thread)"})
     reward: str = field(default="success", metadata={"help": "learn: success (1 on /task/success, sparse) or reward (/task/reward)"})
     out_dir: str = field(default="runs/residual_online", metadata={"help": "learn: checkpoint/ and replay.npz are written here"})
@@ -100,9 +99,8 @@ class ResidualPolicyConfig:
     torch_threads: int = field(default=1, metadata={"help": "torch threads (small MLPs: one is fastest)"})
 
     def __post_init__(self):
-        if sorted(self.joint_names) != sorted(JOINT_NAMES):
-            raise ConfigError(f"joint_names must be an ordering of {list(JOINT_NAMES)}, got {list(self.joint_names)}")
-        for name in ("control_dt", "max_age", "max_step", "gripper_max_step"):
+        super().__post_init__()
+        for name in ("control_dt", "max_age"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.sync_tolerance < 0 or self.chunk_lead < 0 or self.checkpoint_every < 1 or self.torch_threads < 1:
@@ -136,15 +134,14 @@ class ResidualPolicyNode(BaseNode):
         self.config = c = declare_config(self, ResidualPolicyConfig)
         torch.set_num_threads(c.torch_threads)
         torch.manual_seed(c.seed)
-        lower, upper = joint_limits()
-        order = [JOINT_NAMES.index(n) for n in c.joint_names]
-        steps = [c.max_step if n in ARM_JOINTS else c.gripper_max_step for n in c.joint_names]
-        self.guard = CommandGuard(c.joint_names, lower[order], upper[order], steps)
         self.chunks = ChunkExecutor(c.control_dt, action_horizon=1)
 
         self.policy = ResidualPolicy.from_checkpoint(c.residual_checkpoint) if c.residual_checkpoint else None  # bad: exit 2
+        trained = load_robot(self.policy.cfg.robot) if self.policy else None
+        self.arm = ArmInterface.build(c, c.control_dt, trained, what=f"residual {c.residual_checkpoint or '(none)'}")
         try:
-            self.cfg = replace(self.policy.cfg if self.policy else ResidualConfig(), **c.overrides())
+            base_cfg = self.policy.cfg if self.policy else ResidualConfig(robot=self.arm.robot.name)
+            self.cfg = replace(base_cfg, **c.overrides())
         except (ConfigError, ValueError) as e:
             raise ConfigError(f"node residual_policy: {e}") from e
         self.obs_keys = self.cfg.obs_keys if (self.policy or c.learn) else ("joint_pos",)
@@ -159,8 +156,7 @@ class ResidualPolicyNode(BaseNode):
         if c.learn and (self.policy is not None or self._demos is not None):
             self._start_learning(self.policy.actor if self.policy else self._actor_from_demos())
 
-        self._kinematics = None
-        self._joints = None  # (stamp, receive time, q, v) in JOINT_NAMES order
+        self._joints = None  # (stamp, receive time, q, v) in the robot's joint order
         self._poses = None  # (stamp, (K, 7))
         self._reward = self._success = None
         self._ticks = ControlTicks(c.control_dt)
@@ -182,7 +178,7 @@ class ResidualPolicyNode(BaseNode):
         self.create_subscription(JointState, "/joint_states", self._on_joints, RELIABLE)
         self.create_timer(c.max_age / 2, self._watchdog)
         self.get_logger().info(f"residual {c.residual_checkpoint or '(none: zero, the base exactly)'}, learn {c.learn}"
-                               + (f", out_dir {c.out_dir}" if c.learn else ""))
+                               + (f", out_dir {c.out_dir}" if c.learn else "") + f"; {self.arm.describe()}")
         learned_on = self.policy.base_deployment() if self.policy is not None else {}
         if learned_on:  # the base is a black box on a topic: these are the diffusion node's to set
             self.get_logger().info(f"this residual learned on its base with {learned_on}: give the diffusion_policy "
@@ -199,19 +195,19 @@ class ResidualPolicyNode(BaseNode):
             return None
         from robot_rl.data.dataset import EpisodeDataset
         from robot_rl.policies.loading import load_policy
-        from robot_rl.train.residual import label_demos
+        from robot_rl.policies.residual.learner import label_demos
 
-        dataset, base = EpisodeDataset.open(c.demo_dataset), load_policy(c.base_checkpoint)
+        dataset, base = EpisodeDataset.open(c.demo_dataset), load_policy(c.base_checkpoint, robot=self.arm.robot)
         return functools.cache(lambda: label_demos(dataset, base, self.obs_keys))  # run the base over them once
 
     def _actor_from_demos(self) -> ResidualActor:
         """No checkpoint: a zero residual, observations standardised with the demos' statistics."""
-        from robot_rl.train.residual import demo_states
+        from robot_rl.policies.residual.learner import demo_states
 
         labelled = self._demos()
         first = {k: v[0] for k, v in labelled[0].items()}  # one step: where each feature sits in the state
-        norm = residual_normalizer(self.cfg, demo_states(labelled, self.obs_keys),
-                                   feature_columns(first, self.obs_keys, first["base"]))
+        norm = residual_normalizer(self.cfg, demo_states(labelled, self.obs_keys, self.cfg.robot),
+                                   feature_columns(first, self.obs_keys, first["base"], self.cfg.robot))
         return ResidualActor(len(norm.obs_mean), self.cfg, norm)
 
     def _start_learning(self, actor: ResidualActor) -> None:
@@ -255,10 +251,11 @@ class ResidualPolicyNode(BaseNode):
 
     def _on_joints(self, msg: JointState) -> None:
         try:
-            stamp, q, v = msgs.joints_from_msg(msg, JOINT_NAMES)
+            q, v = self.arm.joint_state(msg.name, msg.position, msg.velocity)
         except DataError as e:
-            self.get_logger().error(f"/joint_states: {e}", throttle_duration_sec=5.0)
+            self.get_logger().error(f"/joint_states: {e}; ignoring the message", throttle_duration_sec=5.0)
             return
+        stamp = msgs.from_time(msg.header.stamp)
         if self._episode.begins(stamp):
             self._reset(f"episode starting at {self._episode.start:.3f}")
         elif self._joints is not None and stamp < self._joints[0] - 1e-6:
@@ -271,7 +268,8 @@ class ResidualPolicyNode(BaseNode):
             names, times, positions = msgs.trajectory_from_msg(msg)
             if not len(times):
                 raise DataError("the chunk has no points")
-            actions = chunk_on_grid(times, msgs.reorder(names, positions.T, JOINT_NAMES).T, self.config.control_dt)
+            actions = chunk_on_grid(times, msgs.reorder(names, positions.T, self.arm.joints.mapped).T,
+                                    self.config.control_dt)
         except DataError as e:
             self.get_logger().error(f"/policy/action_chunk: {e}", throttle_duration_sec=5.0)
             return
@@ -289,7 +287,7 @@ class ResidualPolicyNode(BaseNode):
         """The residual's observation at `t`, or None (wait for the poses of this tick, or hold)."""
         obs = {"joint_pos": q.astype(np.float32), "joint_vel": v.astype(np.float32)}
         if "ee_pos" in self._sources or "ee_quat" in self._sources:
-            obs["ee_pos"], obs["ee_quat"] = self._ee_pose(q)
+            obs["ee_pos"], obs["ee_quat"] = self.arm.ee_pose(q)
         if "object_poses" in self._sources:
             if self._poses is None:
                 self._warn_once("poses", "waiting for the first message on /task/object_poses")
@@ -302,14 +300,6 @@ class ResidualPolicyNode(BaseNode):
                 return None  # this tick's poses may still be on their way
             obs["object_poses"] = poses.astype(np.float32)
         return obs
-
-    def _ee_pose(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if self._kinematics is None:
-            from robot_rl.sim.kinematics import ArmKinematics
-
-            self._kinematics = ArmKinematics()
-        pos, quat = self._kinematics.tcp_pose(q[:7])
-        return pos.astype(np.float32), quat.astype(np.float32)
 
     def _maybe_tick(self) -> None:
         if self._joints is None:
@@ -326,7 +316,7 @@ class ResidualPolicyNode(BaseNode):
             return
         self._ticks.take(t)
         if self._guard_needs_reference:
-            self.guard.reset(msgs.reorder(JOINT_NAMES, q, c.joint_names))
+            self.arm.reset_guard(q)
             self._guard_needs_reference = False
         if self._waiting is not None:
             self._hold(f"no base action came for the tick at {self._waiting[0]:.3f}")
@@ -348,10 +338,10 @@ class ResidualPolicyNode(BaseNode):
             return
         if self._with_chunk:
             obs = {**obs, **chunk_context.from_chunk(self.chunks.chunk_actions, index, c.chunk_lead)}
-        vec = state_vector(obs, self.obs_keys, base)  # derived keys may read the base action (features.py)
+        vec = state_vector(obs, self.obs_keys, base, self.cfg.robot)  # derived keys may read the base action (features.py)
         if self.online is None and c.learn:  # no checkpoint, no demos: the first observation sizes it
             dim = len(vec) + self._features
-            self._start_learning(ResidualActor(dim, self.cfg, default_normalizer(dim)))
+            self._start_learning(ResidualActor(dim, self.cfg, default_normalizer(dim, robot=self.cfg.robot)))
         actor = self.online.actor if self.online else (self.policy.actor if self.policy else None)
         if actor is not None and len(vec) + self._features != actor.norm.obs_mean.numel():
             self._warn_once("dim", f"the observation {list(self.obs_keys)} has {len(vec)} values, the residual "
@@ -364,13 +354,13 @@ class ResidualPolicyNode(BaseNode):
             action = self.policy.step(vec, base)
         else:
             action = base
-        result = self.guard.apply(action, JOINT_NAMES)
+        result = self.arm.command(action, now=self._now())
         if result.command is None:
             return  # no reference position yet
         if result.refusal is not None:
             self.get_logger().error(f"{COMMANDS}: action refused: {result.refusal}", throttle_duration_sec=5.0)
         elif self.online is not None:
-            self.online.executed(t, vec, base, msgs.reorder(c.joint_names, result.command, JOINT_NAMES))
+            self.online.executed(t, vec, base, self.arm.to_policy(result.command))
         self.pub_cmd.publish(msgs.array_to_msg(result.command))
         self.commands += 1
         if self._stale:

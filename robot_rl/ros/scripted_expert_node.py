@@ -21,32 +21,31 @@ from robot_rl.ros import msgs
 from robot_rl.ros.base_node import BaseNode
 from robot_rl.ros.params import declare_config
 from robot_rl.ros.spin import run_node
-from robot_rl.safety import is_stale
-from robot_rl.sim.arm import JOINT_NAMES
+from robot_rl.runtime.safety import is_stale
+from robot_rl.runtime.arm import ArmConfig, ArmInterface
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
 
 @dataclass
-class ScriptedExpertConfig:
+class ScriptedExpertConfig(ArmConfig):
     task: str = field(default="reach", metadata={"help": "task: reach, push or lift"})
     quality: str = field(default="expert", metadata={"help": "expert, good, medium, poor, or a number in [0, 1]"})
     seed: int = field(default=0, metadata={"help": "seed of the expert's noise"})
-    joint_names: tuple[str, ...] = field(default=JOINT_NAMES, metadata={"help": "joint order of the published commands"})
+    control_dt: float = field(default=0.1, metadata={"help": "control period (s): the step limits are per this period"})
     max_age: float = field(default=0.5, metadata={"help": "hold when observations are older than this (s, node clock)"})
     sync_tolerance: float = field(default=0.02, metadata={"help": "joint states and poses within this (s) are one observation"})
 
     def __post_init__(self):
         from robot_rl.sim.experts import quality_value
 
+        super().__post_init__()
         try:
             quality_value(float(self.quality))
         except ValueError:
             quality_value(self.quality)  # a level name, or ConfigError
-        if sorted(self.joint_names) != sorted(JOINT_NAMES):
-            raise ConfigError(f"joint_names must be an ordering of {list(JOINT_NAMES)}, got {list(self.joint_names)}")
-        if self.max_age <= 0 or self.sync_tolerance < 0:
-            raise ConfigError("max_age must be > 0 and sync_tolerance >= 0")
+        if self.max_age <= 0 or self.sync_tolerance < 0 or self.control_dt <= 0:
+            raise ConfigError("max_age and control_dt must be > 0, sync_tolerance >= 0")
 
     @property
     def quality_arg(self):
@@ -62,8 +61,9 @@ class ScriptedExpertNode(BaseNode):
         self.config = c = declare_config(self, ScriptedExpertConfig)
         from robot_rl.sim.experts import ScriptedExpert
 
-        self.expert = ScriptedExpert(c.task, quality=c.quality_arg, seed=c.seed)
-        self._joints = None  # (stamp, receive_time, joint_pos in JOINT_NAMES order, joint_vel)
+        self.arm = ArmInterface.build(c, c.control_dt, what=f"expert {c.task}")
+        self.expert = ScriptedExpert(c.task, quality=c.quality_arg, seed=c.seed, robot=self.arm.robot)
+        self._joints = None  # (stamp, receive_time, joint_pos in the robot's order, joint_vel)
         self._poses = None  # (stamp, receive_time, (K, 7))
         self._acted_stamp = None
         self._held = False
@@ -71,14 +71,17 @@ class ScriptedExpertNode(BaseNode):
         self.create_subscription(JointState, "/joint_states", self._on_joints, RELIABLE)
         self.create_subscription(PoseArray, "/task/object_poses", self._on_poses, RELIABLE)
         self.create_service(Trigger, "~/reset", self._on_reset)
-        self.get_logger().info(f"task {c.task}, quality {c.quality}")
+        self.get_logger().info(f"task {c.task}, quality {c.quality}; {self.arm.describe()}")
 
     def _on_joints(self, msg: JointState) -> None:
         try:
-            stamp, q, v = msgs.joints_from_msg(msg, JOINT_NAMES)
+            q, v = self.arm.joint_state(msg.name, msg.position, msg.velocity)
         except DataError as e:
-            self.get_logger().error(f"/joint_states: {e}", throttle_duration_sec=5.0)
+            self.get_logger().error(f"/joint_states: {e}; ignoring the message", throttle_duration_sec=5.0)
             return
+        stamp = msgs.from_time(msg.header.stamp)
+        if self._joints is None or stamp < self._joints[0] - 1e-6:
+            self.arm.reset_guard(q)  # the first measurement, or a restarted sim: clamp from here
         self._joints = (stamp, self._now(), q, v)
         self._maybe_act()
 
@@ -101,10 +104,15 @@ class ScriptedExpertNode(BaseNode):
         self._held = False
         self._acted_stamp = j_stamp
         action = self.expert.act({"joint_pos": q, "joint_vel": v, "object_poses": poses})
-        self.pub.publish(msgs.array_to_msg(msgs.reorder(JOINT_NAMES, action, self.config.joint_names)))
+        result = self.arm.command(action, now=self._now())
+        if result.refusal is not None:
+            self.get_logger().error(f"expert action refused: {result.refusal}", throttle_duration_sec=5.0)
+        self.pub.publish(msgs.array_to_msg(result.command))
 
     def _on_reset(self, request, response):
         self.expert.reset()
+        if self._joints is not None:
+            self.arm.reset_guard(self._joints[2])
         response.success, response.message = True, "expert reset"
         return response
 

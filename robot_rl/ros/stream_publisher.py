@@ -22,7 +22,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, JointState
 
 from robot_rl.ros import msgs
-from robot_rl.sim.arm import JOINT_NAMES
+from robot_rl.robot import default_robot
 
 
 def main(argv=None) -> int:
@@ -67,7 +67,8 @@ def main(argv=None) -> int:
     elif args.kind == "depth":
         base = msgs.image_to_msg(rng.uniform(0.2, 2.0, (h, w)).astype(np.float32))
     else:
-        base = msgs.joint_state_to_msg(JOINT_NAMES, np.zeros(8), np.zeros(8))
+        names = default_robot().joint_names
+        base = msgs.joint_state_to_msg(names, np.zeros(len(names)), np.zeros(len(names)))
     period = 1.0 / args.rate
     total = args.count or int(round(args.duration * args.rate))
     published = late = 0

@@ -12,10 +12,14 @@ and on /policy/action_chunk. Scores go to ~/scores (Float64MultiArray, candidate
 choice to ~/choice. With no critic, or non-finite scores, candidate 0 (the generalist's own
 sample) is executed with one warning.
 
+The arm (`robot`, `joint_names`, `joint_name_map`, step limits) is robot_rl.runtime.arm's
+ArmConfig: candidates and joint states are read by name, the trajectory goes out with the
+controller's names in its order, and a critic of another robot is refused at start.
+
 Guard reference. The guard clamps each chunk's first point relative to the previous chunk's
 last one; it takes the measured joint positions as its reference at the first /joint_states, at
 each episode's first observation (/sim/episode_start, latched, stamped with that observation:
-robot_rl/ros/episode_start.py, as diffusion_policy does), and when it holds. Candidates stamped
+robot_rl/runtime/episode_start.py, as diffusion_policy does), and when it holds. Candidates stamped
 before the current episode started are dropped.
 
 Staleness. When the joint states were received longer than `max_age` ago (node clock: sim time
@@ -45,11 +49,11 @@ from robot_rl.policies.steering import select_candidate
 from robot_rl.ros import msgs
 from robot_rl.ros.base_node import BaseNode
 from robot_rl.ros.candidates import msg_to_candidates
-from robot_rl.ros.episode_start import EpisodeStart
+from robot_rl.runtime.episode_start import EpisodeStart
 from robot_rl.ros.params import declare_config
 from robot_rl.ros.spin import run_node
-from robot_rl.safety import CommandGuard
-from robot_rl.sim.arm import ARM_JOINTS, JOINT_NAMES, joint_limits
+from robot_rl.robot import load_robot
+from robot_rl.runtime.arm import ArmConfig, ArmInterface
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -57,21 +61,18 @@ OBS_WAIT = 0.2  # wall s: candidates may arrive before their own observation (an
 
 
 @dataclass
-class ValueSteeringConfig:
+class ValueSteeringConfig(ArmConfig):
     value_checkpoint: str = field(default="", metadata={"help": "value checkpoint folder (robot-rl train value); empty: pass candidate 0 through"})
     beta: float = field(default=0.0, metadata={"help": "0: execute the argmax; > 0: sample softmax(Q / beta)"})
-    joint_names: tuple[str, ...] = field(default=JOINT_NAMES, metadata={"help": "joint order of the critic's joint_pos and of the output"})
     sync_tolerance: float = field(default=0.02, metadata={"help": "an observation within this (s) of the candidates' stamp is theirs"})
-    max_step: float = field(default=0.5, metadata={"help": "largest arm joint change between points (rad)"})
-    gripper_max_step: float = field(default=0.04, metadata={"help": "largest gripper change between points (m)"})
+    control_dt: float = field(default=0.1, metadata={"help": "time between a chunk's points (s): the step limits are per this period"})
     max_age: float = field(default=0.5, metadata={"help": "hold when the joint states, or the candidates' observation, are older than this (s)"})
     seed: int = field(default=0, metadata={"help": "seed of the softmax sampling"})
 
     def __post_init__(self):
-        if sorted(self.joint_names) != sorted(JOINT_NAMES):
-            raise ConfigError(f"joint_names must be an ordering of {list(JOINT_NAMES)}, got {list(self.joint_names)}")
-        if self.beta < 0 or self.sync_tolerance < 0 or self.max_step <= 0 or self.gripper_max_step <= 0 or self.max_age <= 0:
-            raise ConfigError("beta and sync_tolerance must be >= 0, max steps and max_age > 0")
+        super().__post_init__()
+        if self.beta < 0 or self.sync_tolerance < 0 or self.max_age <= 0 or self.control_dt <= 0:
+            raise ConfigError("beta and sync_tolerance must be >= 0, max_age and control_dt > 0")
 
 
 class ValueSteeringNode(BaseNode):
@@ -79,19 +80,17 @@ class ValueSteeringNode(BaseNode):
         super().__init__("value_steering", **kwargs)
         self.config = c = declare_config(self, ValueSteeringConfig)
         self.value = self._load(c.value_checkpoint)
-        lower, upper = joint_limits()
-        order = [JOINT_NAMES.index(n) for n in c.joint_names]
-        steps = [c.gripper_max_step if n not in ARM_JOINTS else c.max_step for n in c.joint_names]
-        self.guard = CommandGuard(c.joint_names, lower[order], upper[order], steps)
+        trained = load_robot(self.value.cfg.robot) if self.value is not None else None
+        self.arm = ArmInterface.build(c, c.control_dt, trained, what=f"critic {c.value_checkpoint or '(none)'}")
+        self.guard = self.arm.guard  # controller order
         self.rng = np.random.default_rng(c.seed)
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)  # an observation came in
-        self._joints: deque = deque(maxlen=50)  # (stamp, joint_pos in JOINT_NAMES order)
+        self._joints: deque = deque(maxlen=50)  # (stamp, joint_pos in the robot's order)
         self._poses: deque = deque(maxlen=50)  # (stamp, (K, 7))
         self._received: float | None = None  # node-clock time the newest joint state came
         self._episode = EpisodeStart()  # from /sim/episode_start
         self._stale = False
-        self._kinematics = None
         self.decisions = self.fallbacks = 0
         self.pub_traj = self.create_publisher(JointTrajectory, "/joint_trajectory_controller/joint_trajectory", RELIABLE)
         self.pub_chunk = self.create_publisher(JointTrajectory, "/policy/action_chunk", RELIABLE)
@@ -105,7 +104,7 @@ class ValueSteeringNode(BaseNode):
         self.create_subscription(JointTrajectory, "/policy/candidates", self._on_candidates, RELIABLE,
                                  callback_group=MutuallyExclusiveCallbackGroup())
         self.create_timer(c.max_age / 2, self._watchdog)
-        self.get_logger().info(f"critic {c.value_checkpoint or '(none: pass-through)'}, beta {c.beta}")
+        self.get_logger().info(f"critic {c.value_checkpoint or '(none: pass-through)'}, beta {c.beta}; {self.arm.describe()}")
 
     def _load(self, path: str):
         if not path:
@@ -121,10 +120,11 @@ class ValueSteeringNode(BaseNode):
     def _on_joints(self, msg: JointState) -> None:
         now = self._now()
         try:
-            stamp, q, _ = msgs.joints_from_msg(msg, JOINT_NAMES)
+            q, _ = self.arm.joint_state(msg.name, msg.position, msg.velocity)
         except RobotRLError as e:
-            self.get_logger().error(f"/joint_states: {e}", throttle_duration_sec=5.0)
+            self.get_logger().error(f"/joint_states: {e}; ignoring the message", throttle_duration_sec=5.0)
             return
+        stamp = msgs.from_time(msg.header.stamp)
         with self._lock:
             if self._episode.begins(stamp):  # a new episode's first observation: clamp from here,
                 self.get_logger().info(f"episode starting at {stamp:.3f}: guard reference from /joint_states")
@@ -145,8 +145,8 @@ class ValueSteeringNode(BaseNode):
                 self._reseed_locked(newest[1])
 
     def _reseed_locked(self, q: np.ndarray) -> None:
-        """Measured joint positions (JOINT_NAMES order) become the guard's reference."""
-        self.guard.reset(msgs.reorder(JOINT_NAMES, q, self.config.joint_names))
+        """Measured joint positions (the robot's order) become the guard's reference."""
+        self.arm.reset_guard(q)
 
     def _staleness_locked(self, stamp: float) -> str | None:
         """Why candidates stamped `stamp` must not be executed now (stale inputs), or None."""
@@ -169,7 +169,7 @@ class ValueSteeringNode(BaseNode):
         if not self._joints:
             return
         self._reseed_locked(self._joints[-1][1])
-        self.pub_traj.publish(msgs.trajectory_to_msg(self.config.joint_names, [0.0], self.guard.last[None], 0.0))
+        self.pub_traj.publish(msgs.trajectory_to_msg(self.guard.joint_names, [0.0], self.guard.last[None], 0.0))
 
     def _watchdog(self) -> None:
         with self._lock:
@@ -200,13 +200,8 @@ class ValueSteeringNode(BaseNode):
         t_q, q = min(joints, key=lambda jq: abs(jq[0] - stamp))
         if abs(t_q - stamp) > self.config.sync_tolerance:
             return None
-        if self._kinematics is None:
-            from robot_rl.sim.kinematics import ArmKinematics
-
-            self._kinematics = ArmKinematics()
-        ee_pos, _ = self._kinematics.fk(q[:7])
-        obs = {"joint_pos": msgs.reorder(JOINT_NAMES, q, self.config.joint_names).astype(np.float32),
-               "ee_pos": ee_pos.astype(np.float32)}
+        ee_pos, _ = self.arm.ee_pose(q)
+        obs = {"joint_pos": q.astype(np.float32), "ee_pos": ee_pos}
         if poses:
             t_p, p = min(poses, key=lambda tp: abs(tp[0] - stamp))
             if abs(t_p - stamp) <= self.config.sync_tolerance:
@@ -216,7 +211,7 @@ class ValueSteeringNode(BaseNode):
     def _on_candidates(self, msg: JointTrajectory) -> None:
         try:
             names, stamp, times, chunks = msg_to_candidates(msg)
-            chunks = np.stack([msgs.reorder(names, ch.T, self.config.joint_names).T for ch in chunks])
+            chunks = np.stack([msgs.reorder(names, ch.T, self.arm.joints.mapped).T for ch in chunks])
         except RobotRLError as e:
             self.get_logger().error(f"/policy/candidates: {e}", throttle_duration_sec=5.0)
             return
@@ -257,15 +252,15 @@ class ValueSteeringNode(BaseNode):
             if self._episode.before(stamp):
                 return  # an episode started while the critic scored these
             safe = []
-            for point in chunk:
-                result = self.guard.apply(point)
+            for point in chunk:  # each point at most one step from the one before
+                result = self.arm.command(point)
                 if result.refusal:
                     self.get_logger().error(result.refusal, throttle_duration_sec=5.0)
                 safe.append(result.command)
             if self._stale:
                 self._stale = False
                 self.get_logger().info("inputs are fresh again: executing the chosen chunks")
-            traj = msgs.trajectory_to_msg(self.config.joint_names, times, np.stack(safe), stamp)
+            traj = msgs.trajectory_to_msg(self.guard.joint_names, times, np.stack(safe), stamp)
             self.pub_traj.publish(traj)
             self.pub_chunk.publish(traj)
 

@@ -1,8 +1,10 @@
 """ArmEnv: the simulated arm and a task behind the gymnasium API.
 
-Actions are absolute joint position targets (7 arm joints + gripper) held for one 10 Hz control
-step while the physics runs its substeps: the same command a ros2_control forward position
-controller receives, so a policy moves between sim and a real arm without changes.
+Actions are absolute joint position targets (the robot's arm joints + gripper, in its
+`joint_names` order) held for one 10 Hz control step while the physics runs its substeps: the
+same command a ros2_control forward position controller receives, so a policy moves between sim
+and a real arm without changes. Any RobotModel whose URDF MuJoCo imports works (`robot`: a
+catalog name such as `arm` or `ur_arm`, a URDF path, or a RobotModel).
 """
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ import numpy as np
 from gymnasium import spaces
 
 from robot_rl.perception.pointcloud import crop, depth_to_points, downsample
-from robot_rl.sim.arm import HOME_QPOS, JOINT_NAMES, TCP_SITE, joint_limits
+from robot_rl.robot import RobotModel, load_robot
+from robot_rl.robot.kinematics import TCP_SITE
 from robot_rl.sim.scene import CAMERA_NAMES, build_model
 from robot_rl.sim.tasks import TASKS
 
@@ -25,12 +28,14 @@ class ArmEnv(gym.Env):
 
     def __init__(self, task: str = "reach", cameras=(), image_size=(96, 96), depth: bool = False,
                  points: bool = False, num_points: int = 512, max_steps: int | None = None,
-                 render_mode: str | None = None, control_dt: float = CONTROL_DT):
+                 render_mode: str | None = None, control_dt: float = CONTROL_DT,
+                 robot: str | RobotModel = "arm"):
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; choose one of {sorted(TASKS)}")
         unknown = set(cameras) - set(CAMERA_NAMES)
         if unknown:
             raise ValueError(f"unknown cameras {sorted(unknown)}; choose from {CAMERA_NAMES}")
+        self.robot = robot if isinstance(robot, RobotModel) else load_robot(robot)
         self.task = TASKS[task]
         self.task_name = task
         self.cameras = tuple(cameras)
@@ -41,16 +46,19 @@ class ArmEnv(gym.Env):
         self.max_steps = max_steps or self.task.max_steps
         self.render_mode = render_mode
         self.control_dt = control_dt
-        self.model = build_model(self.task.with_cube, self.task.goal_kind, self.image_size)
+        self.model = build_model(self.robot, self.task.with_cube, self.task.goal_kind, self.image_size)
         self.data = mujoco.MjData(self.model)
         self.n_substeps = max(1, round(control_dt / self.model.opt.timestep))
-        self.joint_names = JOINT_NAMES
-        self.joint_lower, self.joint_upper = joint_limits()
+        self.joint_names = self.robot.joint_names
+        self.joint_lower, self.joint_upper = self.robot.joint_limits()
         self.object_names = self.task.object_names
-        self._qadr = np.array([self.model.jnt_qposadr[self.model.joint(n).id] for n in JOINT_NAMES])
-        self._dadr = np.array([self.model.jnt_dofadr[self.model.joint(n).id] for n in JOINT_NAMES])
-        self._act = np.array([self.model.actuator(n).id for n in JOINT_NAMES])
-        self._mimic_adr = self.model.jnt_qposadr[self.model.joint("finger_joint_mimic").id]
+        names = self.joint_names
+        self._qadr = np.array([self.model.jnt_qposadr[self.model.joint(n).id] for n in names])
+        self._dadr = np.array([self.model.jnt_dofadr[self.model.joint(n).id] for n in names])
+        self._act = np.array([self.model.actuator(n).id for n in names])
+        # joints that mimic a gripper joint start where it starts (an equality holds them after)
+        mimics = [(j.name, j.mimic) for j in self.robot.joints().values() if j.mimic in names]
+        self._mimic = [(self.model.jnt_qposadr[self.model.joint(m).id], names.index(src)) for m, src in mimics]
         self._renderer = None
         self._depth_renderer = None
         self._steps = 0
@@ -62,10 +70,12 @@ class ArmEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options=None):
         super().reset(seed=seed)
         mujoco.mj_resetData(self.model, self.data)
-        q = HOME_QPOS.copy()
-        q[:7] += self.np_random.uniform(-HOME_NOISE, HOME_NOISE, 7)
+        q = self.robot.home.copy()
+        n = self.robot.num_arm
+        q[:n] += self.np_random.uniform(-HOME_NOISE, HOME_NOISE, n)
         self.data.qpos[self._qadr] = q
-        self.data.qpos[self._mimic_adr] = q[-1]
+        for adr, src in self._mimic:
+            self.data.qpos[adr] = q[src]
         self.data.ctrl[self._act] = q
         self.task.randomize(self.model, self.data, self.np_random)
         mujoco.mj_forward(self.model, self.data)
@@ -96,7 +106,7 @@ class ArmEnv(gym.Env):
         return float(self.data.time)
 
     def apply_command(self, targets) -> None:
-        """Set position targets (JOINT_NAMES order), clipped to the joint limits."""
+        """Set position targets (joint_names order), clipped to the joint limits."""
         self.data.ctrl[self._act] = np.clip(np.asarray(targets, float), self.joint_lower, self.joint_upper)
 
     def step_physics(self, n_substeps: int | None = None) -> None:
@@ -168,7 +178,7 @@ class ArmEnv(gym.Env):
         return self._depth_renderer.render().astype(np.float32)
 
     def _make_observation_space(self) -> spaces.Dict:
-        n, k = len(JOINT_NAMES), len(self.object_names)
+        n, k = len(self.joint_names), len(self.object_names)
         width, height = self.image_size
         box = lambda *shape: spaces.Box(-np.inf, np.inf, shape, np.float32)  # noqa: E731
         space = {"joint_pos": box(n), "joint_vel": box(n), "ee_pos": box(3), "ee_quat": box(4),

@@ -10,15 +10,15 @@ from __future__ import annotations
 import numpy as np
 
 from robot_rl.errors import ConfigError
-from robot_rl.sim.arm import GRIPPER_CLOSED, GRIPPER_OPEN
-from robot_rl.sim.kinematics import ArmKinematics, down_orientation
+from robot_rl.robot import RobotModel, load_robot
+from robot_rl.robot.kinematics import down_orientation, kinematics_for
 from robot_rl.sim.scene import CUBE_HALF, TABLE_TOP
 
 QUALITY_LEVELS = {"expert": 1.0, "good": 0.75, "medium": 0.5, "poor": 0.2}
 MAX_STEP_M = 0.04       # Cartesian waypoint speed: 0.4 m/s at 10 Hz
 MAX_YAW_STEP = 0.3      # rad per control step
 SAFE_Z = TABLE_TOP + 0.12
-_kinematics: ArmKinematics | None = None
+OPEN, CLOSED = 1.0, 0.0  # gripper openings (RobotModel.gripper_command)
 
 
 def quality_value(quality) -> float:
@@ -43,13 +43,12 @@ def _wrap(angle: float, period: float) -> float:
 
 
 class ScriptedExpert:
-    def __init__(self, task: str, quality="expert", seed: int = 0):
+    def __init__(self, task: str, quality="expert", seed: int = 0, robot: str | RobotModel = "arm"):
         if task not in ("reach", "push", "lift"):
             raise ConfigError(f"no scripted expert for task {task!r}")
-        global _kinematics
-        if _kinematics is None:
-            _kinematics = ArmKinematics()
-        self.kin = _kinematics
+        self.robot = robot if isinstance(robot, RobotModel) else load_robot(robot)
+        self.kin = kinematics_for(self.robot)
+        self.n = self.robot.num_arm
         self.task = task
         self.quality = quality_value(quality)
         self.seed = seed
@@ -80,11 +79,11 @@ class ScriptedExpert:
         if self.hesitate_prob and self.rng.random() < self.hesitate_prob and self.last_action is not None:
             self.pause = int(self.rng.integers(1, 5))
             return self.last_action.copy()
-        tcp, _ = self.kin.fk(q[:7])
+        tcp, _ = self.kin.fk(q[: self.n])
         target, yaw, gripper = getattr(self, f"_{self.task}")(obs, tcp)
         action = self._solve(q, tcp, target, yaw, gripper)
         if self.noise_std:
-            action[:7] += self.rng.normal(0.0, self.noise_std, 7)
+            action[: self.n] += self.rng.normal(0.0, self.noise_std, self.n)
         self.phase_steps += 1
         self.last_action = action
         return action.copy()
@@ -97,8 +96,8 @@ class ScriptedExpert:
         if self.yaw is None:
             self.yaw = 0.0
         self.yaw += float(np.clip(_wrap(yaw - self.yaw, 2 * np.pi), -MAX_YAW_STEP, MAX_YAW_STEP))
-        arm = self.kin.ik(q[:7], waypoint, down_orientation(self.yaw), iterations=15)
-        return np.append(arm, gripper)
+        arm = self.kin.ik(q[: self.n], waypoint, down_orientation(self.yaw), iterations=15)
+        return np.concatenate([arm, self.robot.gripper_command(gripper)])
 
     def _go(self, phase: str) -> None:
         self.phase, self.phase_steps = phase, 0
@@ -106,7 +105,7 @@ class ScriptedExpert:
     # --- tasks -------------------------------------------------------------------------------
     def _reach(self, obs, tcp):
         goal = np.asarray(obs["object_poses"][0, :3], float) + self.aim_bias
-        return goal, 0.0, GRIPPER_OPEN
+        return goal, 0.0, OPEN
 
     def _lift(self, obs, tcp):
         cube = np.asarray(obs["object_poses"][0], float)
@@ -117,24 +116,24 @@ class ScriptedExpert:
         if self.phase == "approach":
             if np.linalg.norm(tcp[:2] - pos[:2]) < 0.01 and self.phase_steps > 2:
                 self._go("descend")
-            return above, yaw, GRIPPER_OPEN
+            return above, yaw, OPEN
         if self.phase == "descend":
             target = np.array([pos[0], pos[1], grasp_z])
             if np.linalg.norm(tcp - target) < 0.008:
                 self._go("grasp")
             if np.linalg.norm(tcp[:2] - pos[:2]) > 0.03:  # the cube moved: start over
                 self._go("approach")
-            return target, yaw, GRIPPER_OPEN
+            return target, yaw, OPEN
         if self.phase == "grasp":
             if self.phase_steps >= 4:
                 self._go("lift")
-            return np.array([tcp[0], tcp[1], grasp_z]), yaw, GRIPPER_CLOSED
+            return np.array([tcp[0], tcp[1], grasp_z]), yaw, CLOSED
         # lift: rise; if the cube stays on the table, the grasp failed: open and try again.
         if self.phase_steps > 6 and cube[2] < TABLE_TOP + CUBE_HALF + 0.02:
             self.botch = self.botch and self.rng.random() < 0.5
             self._go("approach")
-            return np.array([tcp[0], tcp[1], SAFE_Z]), yaw, GRIPPER_OPEN
-        return np.array([tcp[0], tcp[1], TABLE_TOP + 0.25]), yaw, GRIPPER_CLOSED
+            return np.array([tcp[0], tcp[1], SAFE_Z]), yaw, OPEN
+        return np.array([tcp[0], tcp[1], TABLE_TOP + 0.25]), yaw, CLOSED
 
     def _push(self, obs, tcp):
         cube = np.asarray(obs["object_poses"][0, :3], float)
@@ -151,16 +150,16 @@ class ScriptedExpert:
         if self.phase == "approach":
             if np.linalg.norm(tcp[:2] - behind) < 0.012 and self.phase_steps > 2:
                 self._go("descend")
-            return np.array([behind[0], behind[1], SAFE_Z - 0.04]), yaw, GRIPPER_CLOSED
+            return np.array([behind[0], behind[1], SAFE_Z - 0.04]), yaw, CLOSED
         if self.phase == "descend":
             if tcp[2] < push_z + 0.01:
                 self._go("push")
-            return np.array([behind[0], behind[1], push_z]), yaw, GRIPPER_CLOSED
+            return np.array([behind[0], behind[1], push_z]), yaw, CLOSED
         if lateral > 0.02 or np.dot(rel, u) > 0:  # slipped off the cube: lift and come again
             self._go("retreat")
         if self.phase == "retreat":
             if tcp[2] > SAFE_Z - 0.06:
                 self._go("approach")
-            return np.array([tcp[0], tcp[1], SAFE_Z]), yaw, GRIPPER_CLOSED
+            return np.array([tcp[0], tcp[1], SAFE_Z]), yaw, CLOSED
         target = cube[:2] - u * (standoff - 0.01) + u * min(0.03, np.linalg.norm(to_goal))
-        return np.array([target[0], target[1], push_z]), yaw, GRIPPER_CLOSED
+        return np.array([target[0], target[1], push_z]), yaw, CLOSED

@@ -83,12 +83,15 @@ def select_episodes(dataset, tc: DiffusionTrainConfig) -> tuple[list[int], list[
 
 
 def config_for_dataset(dataset, policy: DiffusionConfig) -> DiffusionConfig:
-    """The policy config with observation shapes and action size read from the dataset."""
+    """The policy config with observation shapes, action size and joint names read from the dataset."""
     missing = [k for k in (*policy.obs_keys, "action") if k not in dataset.keys]
     if missing:
         raise DataError(f"{dataset.root}: no key(s) {missing} (keys: {', '.join(dataset.keys)})")
     shapes = {k: tuple(dataset.keys[k]["shape"]) for k in policy.obs_keys}
-    return dataclasses.replace(policy, obs_shapes=shapes, action_dim=int(dataset.keys["action"]["shape"][0]))
+    action_dim = int(dataset.keys["action"]["shape"][0])
+    names = tuple(dataset.meta["joint_names"])
+    return dataclasses.replace(policy, obs_shapes=shapes, action_dim=action_dim,
+                               joint_names=names if len(names) == action_dim else ())
 
 
 @torch.no_grad()
@@ -123,6 +126,9 @@ def train_diffusion(tc: DiffusionTrainConfig, dataset, evaluate: EvalFn | None =
     cfg = config_for_dataset(dataset, init.config if init else tc.policy)
     if init is not None and (cfg.obs_shapes, cfg.action_dim) != (init.config.obs_shapes, init.config.action_dim):
         raise DataError(f"{dataset.root}: observation or action shapes differ from checkpoint {tc.init_checkpoint}")
+    if init is not None and init.config.joint_names and cfg.joint_names != init.config.joint_names:
+        raise DataError(f"{dataset.root}: joint_names {list(cfg.joint_names)} differ from checkpoint "
+                        f"{tc.init_checkpoint}'s {list(init.config.joint_names)}")
 
     # --- data: windows, statistics from the training episodes only ------------------------------
     train_eps, val_eps = select_episodes(dataset, tc)
@@ -135,7 +141,7 @@ def train_diffusion(tc: DiffusionTrainConfig, dataset, evaluate: EvalFn | None =
     score_batch = score_src[np.sort(rng.choice(len(score_src), min(tc.eval_windows, len(score_src)), replace=False))]
 
     # --- model, optimiser, schedule, EMA ------------------------------------------------------------
-    policy = init or DiffusionPolicy(cfg, normalizer_from_stats(stats, cfg)).to(tc.device)
+    policy = init or DiffusionPolicy(cfg, normalizer_from_stats(stats, cfg), robot=dataset.robot).to(tc.device)
     policy.train()
     peak_lr = tc.lr if tc.lr is not None else cfg.lr
     optimizer = torch.optim.AdamW(policy.parameters(), lr=peak_lr, betas=cfg.adam_betas, eps=cfg.adam_eps,
@@ -336,6 +342,8 @@ def run(args) -> int:
         if not task:
             raise DataError(f"{args.dataset}: episodes carry no task; pass --task or --eval-episodes 0")
         env_kwargs = env_kwargs_for(config_for_dataset(dataset, policy))
+        if dataset.robot is not None:
+            env_kwargs["robot"] = dataset.robot
         evaluate = sim_evaluator(task, args.eval_episodes, env_kwargs=env_kwargs)
     follower = EpisodeFollower(dataset) if args.follow else None  # episodes there now count as seen
     summary = train_diffusion(tc, dataset, evaluate)

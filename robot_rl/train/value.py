@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from robot_rl.data.chunks import chunk_transitions
+from robot_rl.errors import DataError
 from robot_rl.policies.ensemble import CriticEnsemble
 from robot_rl.policies.features import source_keys, state_matrix
 from robot_rl.policies.value.config import ValueConfig
@@ -144,7 +145,7 @@ def load_transitions(dataset, cfg: ValueConfig, episodes) -> dict[str, torch.Ten
                                "action", "success"]))
     for i in episodes:
         ep = dataset.load_episode(int(i), keys=keys)
-        states = state_matrix(ep, cfg.obs_keys)
+        states = state_matrix(ep, cfg.obs_keys, robot=cfg.robot)
         eps.append((states, ep["action"], ep["success"]))
         objects.append(ep.get("object_poses"))
     data = chunk_transitions(eps, cfg.chunk, cfg.gamma, cfg.reward)
@@ -158,6 +159,11 @@ def train_value(tc: ValueTrainConfig, dataset, progress: bool = True) -> Path:
     """Train on all but a held-out fraction of episodes; write checkpoint, curves and summary."""
     torch.set_num_threads(tc.torch_threads)
     cfg = tc.algo
+    if dataset.robot is not None:
+        cfg = dataclasses.replace(cfg, robot=dataset.robot.name)
+    elif cfg.task_space:
+        raise DataError(f"{dataset.root}: the dataset records no robot, and task_space needs its kinematics; "
+                        "train with --no-task-space or record the dataset with robot_rl")
     if cfg.task_space:  # the critic sees the TCP offsets to every object in the data
         cfg = dataclasses.replace(cfg, num_objects=int(dataset.keys["object_poses"]["shape"][0]))
     out = Path(tc.out)
@@ -168,7 +174,8 @@ def train_value(tc: ValueTrainConfig, dataset, progress: bool = True) -> Path:
     train_eps, val_eps = order[n_val:], order[:n_val]
     train = load_transitions(dataset, cfg, train_eps)
     val = load_transitions(dataset, cfg, val_eps) if n_val else train
-    norm = ValueNormalizer(train["obs"].min(0).values, train["obs"].max(0).values, task_offsets=cfg.offset_objects)
+    norm = ValueNormalizer(train["obs"].min(0).values, train["obs"].max(0).values, task_offsets=cfg.offset_objects,
+                           robot=cfg.robot)
     learner = ValueLearner(train["obs"].shape[1], cfg, norm, tc.seed)
     rows, start = [], time.perf_counter()
     bar = tqdm(range(1, cfg.num_steps + 1), desc=f"value {cfg.algo}", disable=not progress)

@@ -51,6 +51,10 @@ class DiffusionConfig:
     obs_keys: tuple[str, ...] = ("joint_pos", "ee_pos", "object_poses")
     obs_shapes: dict[str, tuple[int, ...]] = field(default_factory=_default_obs_shapes)
     action_dim: int = 8
+    # The name of each action dimension (and of joint_pos's values): the robot's joints in the
+    # order the policy was trained on. Nodes map controller joints onto it by name. Empty: unnamed
+    # (a checkpoint from before names were recorded; nodes then take the robot's own order).
+    joint_names: tuple[str, ...] = ()
     obs_horizon: int = 2  # To: observations the policy conditions on
     pred_horizon: int = 16  # Tp: actions predicted per chunk
     action_horizon: int = 8  # Ta: actions executed per chunk (receding horizon)
@@ -119,7 +123,7 @@ class DiffusionConfig:
     def __post_init__(self):
         self.obs_keys = tuple(self.obs_keys)
         self.obs_shapes = {k: tuple(int(d) for d in v) for k, v in dict(self.obs_shapes).items()}
-        for name in ("down_dims", "lowdim_mlp_dims", "rgb_widths", "pointnet_dims", "adam_betas"):
+        for name in ("down_dims", "lowdim_mlp_dims", "rgb_widths", "pointnet_dims", "adam_betas", "joint_names"):
             setattr(self, name, tuple(getattr(self, name)))
         if self.crop_shape is not None:
             self.crop_shape = tuple(int(v) for v in self.crop_shape)
@@ -144,6 +148,8 @@ class DiffusionConfig:
                 need(len(shape) == 2 and shape[1] >= 3, f"{key} must be (N, >=3), got {shape}")
                 need(not self.points_use_rgb or shape[1] >= 6, f"points_use_rgb needs (N, 6) {key}, got {shape}")
         need(self.action_dim >= 1, f"action_dim must be >= 1, got {self.action_dim}")
+        need(not self.joint_names or len(self.joint_names) == self.action_dim,
+             f"joint_names names {len(self.joint_names)} values, action_dim is {self.action_dim}")
         need(self.obs_horizon >= 1, f"obs_horizon must be >= 1, got {self.obs_horizon}")
         need(1 <= self.action_horizon <= self.pred_horizon - self.obs_horizon + 1,
              f"action_horizon must be in [1, pred_horizon - obs_horizon + 1] = "

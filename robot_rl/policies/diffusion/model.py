@@ -34,7 +34,8 @@ import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler
 from torch import nn
 
-from robot_rl.errors import ConfigError
+from robot_rl.errors import ConfigError, DataError
+from robot_rl.policies import checkpoint
 from robot_rl.policies.diffusion.config import DiffusionConfig, is_rgb_key
 from robot_rl.policies.diffusion.ema import EMA  # noqa: F401  (re-exported for trainers)
 from robot_rl.policies.diffusion.encoders import ObservationEncoder
@@ -117,7 +118,7 @@ class DenoiseStep(nn.Module):
 
 
 class DiffusionPolicy(nn.Module):
-    def __init__(self, config: DiffusionConfig, normalizer: Normalizer | None = None):
+    def __init__(self, config: DiffusionConfig, normalizer: Normalizer | None = None, robot=None):
         super().__init__()
         self.config = config
         needed = {k: config.obs_shapes[k] for k in config.lowdim_keys}
@@ -139,6 +140,7 @@ class DiffusionPolicy(nn.Module):
             step_embed_dim=config.step_embed_dim,
         )
         self.noise_scheduler = make_train_scheduler(config)
+        self.robot = robot  # robot_rl.robot.RobotModel it acts for, saved as robot.json; None: unknown
         self._plans: dict = {}  # (steps, device) -> DenoisePlan
         self._steps: dict = {}  # (batch, device) -> step callable (traced or eager)
         self.reset()
@@ -382,12 +384,39 @@ class DiffusionPolicy(nn.Module):
     # --- checkpoints -------------------------------------------------------------------------------
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> DiffusionPolicy:
-        """The only loader: safetensors + JSON, never unpickles; tensors are mapped to `device`."""
-        from robot_rl.policies.diffusion.checkpoint import load_checkpoint
-
-        return load_checkpoint(path, device)
+        """The only loader (policies/checkpoint.py): safetensors + JSON, never unpickles; tensors
+        are mapped to `device`; `robot` is the robot it was trained on (None if not recorded)."""
+        ckpt = checkpoint.load(path, "diffusion", device)
+        config_path, norm_path, weights_path = (ckpt.path / n for n in (checkpoint.CONFIG, checkpoint.NORMALIZER,
+                                                                         checkpoint.WEIGHTS))
+        try:
+            config = DiffusionConfig.from_dict(ckpt.config)
+        except (ConfigError, TypeError, ValueError) as e:
+            raise DataError(f"{config_path}: invalid config ({e})") from None
+        try:
+            normalizer = Normalizer.from_dict(ckpt.normalizer)
+        except (KeyError, TypeError, ValueError) as e:
+            raise DataError(f"{norm_path}: not a normalizer file ({type(e).__name__}: {e})") from None
+        try:
+            policy = cls(config, normalizer)
+        except ConfigError as e:
+            raise DataError(f"{norm_path}: {e}") from None
+        policy.to(checkpoint.torch_device(device))
+        expected, state = policy.state_dict(), ckpt.tensors
+        missing = sorted(set(expected) - set(state))
+        unexpected = sorted(set(state) - set(expected))
+        wrong = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
+        if missing or unexpected or wrong:
+            raise DataError(f"{weights_path}: weights do not match {checkpoint.CONFIG} "
+                            f"(missing {missing[:3]}, unexpected {unexpected[:3]}, wrong shape {wrong[:3]})")
+        policy.load_state_dict(state)
+        policy.robot = ckpt.robot
+        if ckpt.robot is not None and config.joint_names and not set(config.joint_names) <= set(ckpt.robot.joint_names):
+            raise DataError(f"{config_path}: joint_names {list(config.joint_names)} are not joints of its robot "
+                            f"{ckpt.robot.name!r} {list(ckpt.robot.joint_names)}")
+        return policy.eval()
 
     def save_checkpoint(self, path: str | os.PathLike, extra_files: Mapping[str, bytes] | None = None) -> None:
-        from robot_rl.policies.diffusion.checkpoint import save_checkpoint
-
-        save_checkpoint(self, path, extra_files)
+        """Write the current weights (pass the EMA copy) with config, normalizer and robot."""
+        checkpoint.save(path, self.state_dict(), self.config.to_dict(), self.normalizer.to_dict(),
+                        self.robot, extra_files)

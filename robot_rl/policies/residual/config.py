@@ -4,17 +4,19 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from robot_rl.errors import ConfigError
+from robot_rl.robot import load_robot
 
 
 # arm joints 0.08 rad; the held TCP offset 5 mm per step (with offset_decay 0.9: at most 5 cm
-# held by a constant correction); gripper finger 2 cm
-DEFAULT_SCALE = {"joint": (0.08,) * 7 + (0.02,), "task": (0.005,) * 3 + (0.02,)}
+# held by a constant correction); gripper joints 2 cm
+DEFAULT_SCALE = {"joint": (0.08, 0.02), "task": (0.005, 0.02)}  # (arm joint or TCP axis, gripper joint)
 SPACES = tuple(DEFAULT_SCALE)
 
 
-def arm_gripper_scale(space: str, arm: float, gripper: float) -> tuple[float, ...]:
-    """residual_scale from one arm value (rad per joint, or m per TCP axis) and the finger's."""
-    return (arm,) * (len(DEFAULT_SCALE[space]) - 1) + (gripper,)
+def arm_gripper_scale(space: str, arm: float, gripper: float, robot="arm") -> tuple[float, ...]:
+    """residual_scale from one arm value (rad per joint, or m per TCP axis) and the gripper's."""
+    r = load_robot(robot)
+    return (arm,) * (r.num_arm if space == "joint" else 3) + (gripper,) * len(r.gripper_joints)
 
 
 @dataclass
@@ -23,6 +25,7 @@ class ResidualConfig:
     # chunk_end_rel, chunk_left)
     obs_keys: tuple[str, ...] = ("joint_pos", "joint_vel", "ee_pos", "object_poses")
     action_dim: int = 8
+    robot: str = "arm"            # the robot's name (robot_rl.robot): joints, limits, kinematics
     # 'joint': a correction per joint target; 'task': a TCP displacement + the finger (space.py).
     residual_space: str = "joint"
     # Largest correction per step, one per correction value: rad per arm joint (joint space) or
@@ -67,7 +70,8 @@ class ResidualConfig:
         self.obs_keys = tuple(self.obs_keys)
         if self.residual_space not in SPACES:
             raise ConfigError(f"residual_space must be one of {SPACES}, not {self.residual_space!r}")
-        self.residual_scale = tuple(float(s) for s in self.residual_scale or DEFAULT_SCALE[self.residual_space])
+        self.residual_scale = tuple(float(s) for s in self.residual_scale
+                                    or arm_gripper_scale(self.residual_space, *DEFAULT_SCALE[self.residual_space], self.robot))
         if len(self.residual_scale) != self.correction_dim:
             raise ConfigError(f"residual_scale has {len(self.residual_scale)} entries; a {self.residual_space}-space "
                               f"correction has {self.correction_dim}")
@@ -82,8 +86,9 @@ class ResidualConfig:
 
     @property
     def correction_dim(self) -> int:
-        """Values in one correction: every joint target, or TCP x, y, z + the finger."""
-        return len(DEFAULT_SCALE[self.residual_space])
+        """Values in one correction: every joint target, or TCP x, y, z + the gripper joints."""
+        r = load_robot(self.robot)
+        return r.num_joints if self.residual_space == "joint" else 3 + len(r.gripper_joints)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -7,21 +7,20 @@ displacement mapped onto the joints: space.py). The base is a black box: an obje
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from robot_rl.errors import DataError
+from robot_rl.policies import checkpoint
 from robot_rl.policies.chunk_context import act_with_context
 from robot_rl.policies.ensemble import CriticEnsemble
 from robot_rl.policies.features import FIXED_STATS, state_vector
 from robot_rl.policies.residual.config import ResidualConfig
 from robot_rl.policies.residual.space import space_for
-from robot_rl.sim.arm import joint_limits
+from robot_rl.robot import load_robot
 
 
 class Normalizer(nn.Module):
@@ -136,38 +135,31 @@ class ResidualPolicy:
         return action
 
     def correct(self, obs: dict, base_action) -> np.ndarray:
-        return self.step(state_vector(obs, self.cfg.obs_keys, base_action), base_action)
+        return self.step(state_vector(obs, self.cfg.obs_keys, base_action, self.cfg.robot), base_action)
 
     def act(self, obs: dict) -> np.ndarray:
         self.last_base, obs = act_with_context(self.base, obs)
         return self.correct(obs, self.last_base)
 
-    # --- checkpoints: model.safetensors + config.json + normalizer.json ----------------------
+    # --- checkpoints: policies/checkpoint.py (weights, config, normalizer, robot) ------------
     def save(self, path, critic: ResidualCritic | None = None, extra: dict | None = None) -> Path:
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
         # The normaliser lives in normalizer.json; the weights file holds only learned tensors.
         nets = {"actor": self.actor, "critic": critic} if critic is not None else {"actor": self.actor}
-        tensors = {f"{name}.{k}": v.contiguous() for name, net in nets.items()
+        tensors = {f"{name}.{k}": v for name, net in nets.items()
                    for k, v in net.state_dict().items() if not k.startswith("norm.")}
-        save_file(tensors, str(path / "model.safetensors"))
-        (path / "config.json").write_text(json.dumps({"policy": "residual", **self.cfg.to_dict(), **(extra or {})}, indent=2))
-        (path / "normalizer.json").write_text(json.dumps(self.actor.norm.to_json()))
-        return path
+        return checkpoint.save(path, tensors, {"policy": "residual", **self.cfg.to_dict(), **(extra or {})},
+                               self.actor.norm.to_json(), load_robot(self.cfg.robot))
 
     @classmethod
     def from_checkpoint(cls, path, base=None, device: str = "cpu") -> "ResidualPolicy":
-        path = Path(path)
+        ckpt = checkpoint.load(path, "residual", device)
+        raw, tensors = ckpt.config, ckpt.tensors
         try:
-            raw = json.loads((path / "config.json").read_text())
-            norm = Normalizer.from_json(json.loads((path / "normalizer.json").read_text()))
-            tensors = load_file(str(path / "model.safetensors"), device=device)
-        except FileNotFoundError as e:
-            raise DataError(f"{e.filename}: missing from residual checkpoint {path}") from e
-        except (ValueError, KeyError, OSError) as e:
-            raise DataError(f"{path}: not a readable residual checkpoint ({e})") from e
-        fields = ResidualConfig.__dataclass_fields__
-        cfg = ResidualConfig(**{k: v for k, v in raw.items() if k in fields})
+            norm = Normalizer.from_json(ckpt.normalizer)
+            fields = ResidualConfig.__dataclass_fields__
+            cfg = ResidualConfig(**{k: v for k, v in raw.items() if k in fields})
+        except (KeyError, TypeError, ValueError) as e:
+            raise DataError(f"{ckpt.path}: not a readable residual checkpoint ({type(e).__name__}: {e})") from None
         actor = ResidualActor(len(norm.obs_mean), cfg, norm)
         missing, unexpected = actor.load_state_dict(
             {k[6:]: v for k, v in tensors.items() if k.startswith("actor.")}, strict=False)
@@ -192,10 +184,10 @@ def residual_normalizer(cfg: ResidualConfig, states: np.ndarray, columns: dict[s
     for key, (m, s) in FIXED_STATS.items():
         if key in columns:
             mean[columns[key]], std[columns[key]] = m, s
-    return default_normalizer(len(mean), mean, std)
+    return default_normalizer(len(mean), mean, std, cfg.robot)
 
 
-def default_normalizer(obs_dim: int, obs_mean=None, obs_std=None) -> Normalizer:
-    low, high = joint_limits()
+def default_normalizer(obs_dim: int, obs_mean=None, obs_std=None, robot="arm") -> Normalizer:
+    low, high = load_robot(robot).joint_limits()
     return Normalizer(np.zeros(obs_dim) if obs_mean is None else obs_mean,
                       np.ones(obs_dim) if obs_std is None else obs_std, low, high)

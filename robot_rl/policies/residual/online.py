@@ -32,6 +32,7 @@ import numpy as np
 from robot_rl.data.dataset import fsync_path
 from robot_rl.data.replay import NStepWriter
 from robot_rl.policies.residual.config import ResidualConfig
+from robot_rl.policies.residual.learner import Learner, relabel_demos
 from robot_rl.policies.residual.model import ResidualActor, ResidualPolicy
 from robot_rl.policies.residual.noise import ExplorationNoise
 from robot_rl.policies.residual.space import space_for
@@ -49,10 +50,10 @@ class _Tick:
 
 
 class OnlineResidual:
-    """Exploration, transition assembly and a learner thread around `robot_rl.train.residual.Learner`.
+    """Exploration, transition assembly and a learner thread around `robot_rl.policies.residual.learner.Learner`.
 
     `actor` is the snapshot the control thread acts with; the Learner starts from its weights.
-    `demos` is a function returning labelled demonstrations (train.residual.label_demos), called
+    `demos` is a function returning labelled demonstrations (learner.label_demos), called
     in the learner thread (running the base over them takes a while); they go into the demo buffer
     before learning starts.
     """
@@ -147,8 +148,6 @@ class OnlineResidual:
             self.log(f"residual learner stopped: {self.error}")
 
     def _build(self) -> None:
-        from robot_rl.train.residual import Learner, relabel_demos
-
         learner = Learner(self.actor.norm.obs_mean.numel(), self.cfg, copy.deepcopy(self.actor.norm), self.seed)
         with self.lock:
             state = copy.deepcopy(self.actor.state_dict())

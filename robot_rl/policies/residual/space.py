@@ -20,23 +20,25 @@ from __future__ import annotations
 import numpy as np
 
 from robot_rl.policies.residual.config import SPACES
-from robot_rl.sim.arm import joint_limits
+from robot_rl.robot import load_robot
+from robot_rl.robot.kinematics import kinematics_for
 
 CORRECTION_CLIP = 3.0  # demonstrations can sit far from the base; keep their corrections bounded
 DAMPING = 1e-3         # damped least squares; J J+ stays ~I away from singular postures
 
 
 class CorrectionSpace:
-    def __init__(self, kind: str, scale, max_offset: float = 0.08, offset_decay: float = 1.0):
+    def __init__(self, kind: str, scale, max_offset: float = 0.08, offset_decay: float = 1.0, robot="arm"):
         if kind not in SPACES:
             raise ValueError(f"residual_space must be one of {SPACES}, not {kind!r}")
         self.kind = kind
         self.scale = np.asarray(scale, np.float64)
         self.max_offset = max_offset
         self.decay = offset_decay
-        self.low, self.high = joint_limits()
+        self.robot = load_robot(robot)
+        self.low, self.high = self.robot.joint_limits()
+        self.n = self.robot.num_arm
         self.offset = np.zeros(3)
-        self._kinematics = None
 
     @property
     def dim(self) -> int:
@@ -65,11 +67,7 @@ class CorrectionSpace:
         return (self.offset / self.max_offset).astype(np.float32)[: self.feature_dim]
 
     def _jacobian(self, base: np.ndarray) -> np.ndarray:
-        if self._kinematics is None:
-            from robot_rl.sim.kinematics import ArmKinematics
-
-            self._kinematics = ArmKinematics()
-        return self._kinematics.position_jacobian(base[:7])
+        return kinematics_for(self.robot).position_jacobian(base[: self.n])
 
     def command(self, base, correction) -> np.ndarray:
         """Joint targets (float64, within the joint limits) for a correction in [-1, 1] units.
@@ -79,7 +77,7 @@ class CorrectionSpace:
         if self.kind == "task":
             offset = np.clip(self.decay * self.offset + step[:3], -self.max_offset, self.max_offset)
             if not offset.any():
-                return np.clip(base + np.concatenate([np.zeros(7), step[3:]]), self.low, self.high)
+                return np.clip(base + np.concatenate([np.zeros(self.n), step[3:]]), self.low, self.high)
             jac = self._jacobian(base)
             dq = jac.T @ np.linalg.solve(jac @ jac.T + DAMPING**2 * np.eye(3), offset)
             step = np.concatenate([dq, step[3:]])
@@ -92,13 +90,13 @@ class CorrectionSpace:
         delta = np.asarray(action, np.float64) - base
         if self.kind == "joint":
             return np.clip(delta / self.scale, -CORRECTION_CLIP, CORRECTION_CLIP).astype(np.float32)
-        held = self._jacobian(base) @ delta[:7] if delta[:7].any() else np.zeros(3)
+        held = self._jacobian(base) @ delta[: self.n] if delta[: self.n].any() else np.zeros(3)
         held = np.clip(held, -self.max_offset, self.max_offset)
-        moved = np.concatenate([held - self.decay * self.offset, delta[7:]])
+        moved = np.concatenate([held - self.decay * self.offset, delta[self.n:]])
         self.offset = held
         return np.clip(moved / self.scale, -CORRECTION_CLIP, CORRECTION_CLIP).astype(np.float32)
 
 
 def space_for(cfg) -> CorrectionSpace:
     """A fresh CorrectionSpace (state: no offset) for a ResidualConfig."""
-    return CorrectionSpace(cfg.residual_space, cfg.residual_scale, cfg.max_offset, cfg.offset_decay)
+    return CorrectionSpace(cfg.residual_space, cfg.residual_scale, cfg.max_offset, cfg.offset_decay, cfg.robot)

@@ -12,6 +12,7 @@ class ValueConfig:
     obs_keys: tuple[str, ...] = ("joint_pos", "ee_pos", "object_poses")
     chunk: int = 8                          # actions per scored chunk; 1 scores single actions
     action_dim: int = 8
+    robot: str = "arm"                      # the robot's name (robot_rl.robot): joint order, limits, kinematics
     task_space: bool = True                 # also score each target's TCP offset to the objects (value/task_space.py)
     num_objects: int = 1                    # object poses in the observation (set from the data)
     gamma: float = 0.99                     # per control step; a chunk discounts gamma**chunk

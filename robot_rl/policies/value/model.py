@@ -6,30 +6,29 @@ V(o) is IQL's expectile value; a tanh-Gaussian chunk actor gives Cal-QL its poli
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from robot_rl.errors import DataError
+from robot_rl.policies import checkpoint
 from robot_rl.policies.ensemble import CriticEnsemble
 from robot_rl.policies.hlgauss import HLGauss
 from robot_rl.policies.features import state_vector
 from robot_rl.policies.value.config import ValueConfig
 from robot_rl.policies.value.task_space import OFFSET_RANGE, with_offsets
-from robot_rl.sim.arm import joint_limits
+from robot_rl.robot import load_robot
 
 
 class ValueNormalizer(nn.Module):
     """Observation to [-1, 1] from dataset min/max; actions to [-1, 1] from joint limits (and,
     for `task_offsets` objects, the TCP offsets from +-OFFSET_RANGE)."""
 
-    def __init__(self, obs_min, obs_max, act_low=None, act_high=None, task_offsets: int = 0):
+    def __init__(self, obs_min, obs_max, act_low=None, act_high=None, task_offsets: int = 0, robot="arm"):
         super().__init__()
-        low, high = joint_limits()
+        low, high = load_robot(robot).joint_limits()
         if task_offsets:
             span = np.full(3 * task_offsets, OFFSET_RANGE, np.float32)
             low, high = np.concatenate([low, -span]), np.concatenate([high, span])
@@ -109,7 +108,7 @@ def chunk_features(chunks, object_poses, cfg: ValueConfig) -> np.ndarray:
     """(N, >=H, A) joint-target chunks and their (N, K, 7) object poses -> (N, H, F) critic
     inputs (TCP offsets to the objects appended with task_space)."""
     chunks = np.asarray(chunks, np.float32)[:, : cfg.chunk]
-    return with_offsets(chunks, object_poses) if cfg.task_space else chunks
+    return with_offsets(chunks, object_poses, cfg.robot) if cfg.task_space else chunks
 
 
 class ValueFunction:
@@ -123,34 +122,26 @@ class ValueFunction:
         """(N, >=H, A) candidate chunks -> (N,) values (min over the ensemble: conservative)."""
         objects = np.broadcast_to(obs["object_poses"], (len(chunks), *np.shape(obs["object_poses"])))
         chunks = torch.from_numpy(chunk_features(chunks, objects, self.cfg))
-        o = torch.from_numpy(state_vector(obs, self.cfg.obs_keys)).unsqueeze(0)
+        o = torch.from_numpy(state_vector(obs, self.cfg.obs_keys, robot=self.cfg.robot)).unsqueeze(0)
         o = self.norm.obs(o).expand(len(chunks), -1)
         return self.critic(o, self.norm.chunk(chunks)).min(0).values.numpy()
 
     def save(self, path, extra_tensors: dict | None = None, extra_config: dict | None = None) -> Path:
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        tensors = {f"critic.{k}": v.contiguous() for k, v in self.critic.state_dict().items()}
+        tensors = {f"critic.{k}": v for k, v in self.critic.state_dict().items()}
         tensors.update(extra_tensors or {})
-        save_file(tensors, str(path / "model.safetensors"))
-        (path / "config.json").write_text(json.dumps({"policy": "value", **self.cfg.to_dict(), **(extra_config or {})}, indent=2))
-        (path / "normalizer.json").write_text(json.dumps(self.norm.to_json()))
-        return path
+        return checkpoint.save(path, tensors, {"policy": "value", **self.cfg.to_dict(), **(extra_config or {})},
+                               self.norm.to_json(), load_robot(self.cfg.robot))
 
     @classmethod
     def from_checkpoint(cls, path, device: str = "cpu") -> "ValueFunction":
-        path = Path(path)
-        try:
-            raw = json.loads((path / "config.json").read_text())
-            nj = json.loads((path / "normalizer.json").read_text())
-            tensors = load_file(str(path / "model.safetensors"), device=device)
-        except FileNotFoundError as e:
-            raise DataError(f"{e.filename}: missing from value checkpoint {path}") from e
-        except (ValueError, KeyError, OSError) as e:
-            raise DataError(f"{path}: not a readable value checkpoint ({e})") from e
+        ckpt = checkpoint.load(path, "value", device)
+        raw, nj = ckpt.config, ckpt.normalizer
         raw.setdefault("task_space", False)  # checkpoints from before TCP-offset features scored joints only
-        cfg = ValueConfig(**{k: v for k, v in raw.items() if k in ValueConfig.__dataclass_fields__})
-        norm = ValueNormalizer(nj["obs_min"], nj["obs_max"], nj["act_low"], nj["act_high"])
-        critic = ChunkCritic(len(norm.obs_min), cfg)
-        critic.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("critic.")})
+        try:
+            cfg = ValueConfig(**{k: v for k, v in raw.items() if k in ValueConfig.__dataclass_fields__})
+            norm = ValueNormalizer(nj["obs_min"], nj["obs_max"], nj["act_low"], nj["act_high"], robot=cfg.robot)
+            critic = ChunkCritic(len(norm.obs_min), cfg)
+            critic.load_state_dict({k[7:]: v for k, v in ckpt.tensors.items() if k.startswith("critic.")})
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise DataError(f"{ckpt.path}: not a readable value checkpoint ({type(e).__name__}: {e})") from None
         return cls(critic, norm, cfg)

@@ -4,7 +4,11 @@ Commands arrive with joint names and are mapped into the guarded joint order by 
 position, so a publisher with a different joint order cannot swap joints. A command that is
 non-finite, the wrong length, or names unknown joints is refused as a whole with one message,
 and the last safe command stays in force. Accepted commands are clamped to the joint limits
-and to `max_step` per tick relative to the last safe command.
+and to `max_step` per `period` relative to the last safe command. With `now` given, the step a
+command may take scales with the time since the previous one (full at 2/3 of a period and
+after), so a burst of commands (a late chunk answering two ticks at once) cannot move the arm
+faster than its velocity limits allow; after `reset` (the measured state), the first command is
+at most one step away.
 """
 from __future__ import annotations
 
@@ -39,6 +43,7 @@ class CommandGuard:
         upper: Sequence[float],
         max_step: float | Sequence[float],
         initial: Sequence[float] | None = None,
+        period: float | None = None,
     ):
         self.joint_names = tuple(str(n) for n in joint_names)
         n = len(self.joint_names)
@@ -55,7 +60,9 @@ class CommandGuard:
         if not np.all(self.max_step > 0):
             raise CommandError(f"max_step must be > 0, got {self.max_step}")
         self._index = {name: i for i, name in enumerate(self.joint_names)}
+        self.period = None if period is None else float(period)
         self._last: np.ndarray | None = None
+        self._last_time: float | None = None
         if initial is not None:
             self.reset(initial)
 
@@ -70,6 +77,14 @@ class CommandGuard:
         if q.shape != (len(self.joint_names),) or not np.all(np.isfinite(q)):
             raise CommandError(f"reset needs {len(self.joint_names)} finite positions, got {q}")
         self._last = np.clip(q, self.lower, self.upper)
+        self._last_time = None
+
+    def step_allowance(self, now: float | None) -> np.ndarray:
+        """The largest change per joint a command at time `now` may make."""
+        if now is None or self.period is None or self._last_time is None:
+            return self.max_step
+        fraction = min(1.0, max(0.0, 1.5 * (now - self._last_time) / self.period))
+        return self.max_step * fraction
 
     def validate(self, values: Sequence[float], names: Sequence[str] | None = None) -> str | None:
         """The reason a command would be refused (one line), or None. Changes nothing."""
@@ -86,11 +101,13 @@ class CommandGuard:
             return f"non-finite values for {[n for n, x in zip(names, v) if not np.isfinite(x)]}"
         return None
 
-    def apply(self, values: Sequence[float], names: Sequence[str] | None = None) -> GuardResult:
+    def apply(self, values: Sequence[float], names: Sequence[str] | None = None,
+              now: float | None = None) -> GuardResult:
         """Validate, map by name and clamp one command (one control tick). Never raises.
 
         `names` gives the joint of each value; None means the guarded order. A named command may
-        cover a subset of the joints: the others keep their last safe value.
+        cover a subset of the joints: the others keep their last safe value. `now` (s, the
+        clock the commands go out on) limits the step by the time since the last command.
         """
         if self._last is None:
             return GuardResult(None, "command refused: no reference position yet (call reset first)")
@@ -102,8 +119,11 @@ class CommandGuard:
         target = self._last.copy()
         target[[self._index[n] for n in names]] = v
         safe = np.clip(target, self.lower, self.upper)
-        safe = np.clip(safe, self._last - self.max_step, self._last + self.max_step)
+        step = self.step_allowance(now)
+        safe = np.clip(safe, self._last - step, self._last + step)
         self._last = safe
+        if now is not None:
+            self._last_time = float(now)
         return GuardResult(safe.copy(), None, bool(np.any(safe != target)))
 
     def check(self, values: Sequence[float], names: Sequence[str] | None = None) -> np.ndarray:
@@ -128,3 +148,22 @@ def is_stale(last_stamp: float | None, now: float, max_age: float) -> bool:
         return True
     age = now - last_stamp
     return age > max_age or age < -max_age
+
+
+def guard_for_robot(robot, joints, dt: float, max_step: float = 0.0, gripper_max_step: float = 0.0) -> CommandGuard:
+    """The guard of a commanding node, in the controller's joint order (`joints`: a JointMap).
+
+    Limits come from the robot model (its URDF); the step per tick from its velocity limits times
+    the tick period `dt`, unless `max_step` (arm joints, rad) or `gripper_max_step` (gripper, m)
+    are set > 0.
+    """
+    index = [robot.joint_names.index(n) for n in joints.policy_joints]
+    lower, upper = robot.lower[index], robot.upper[index]
+    steps = robot.max_step(dt)[index]
+    gripper = robot.is_gripper()[index]
+    if max_step > 0:
+        steps = np.where(gripper, steps, max_step)
+    if gripper_max_step > 0:
+        steps = np.where(gripper, gripper_max_step, steps)
+    return CommandGuard(joints.controller_joints, joints.to_controller(lower), joints.to_controller(upper),
+                        joints.to_controller(steps), period=dt)

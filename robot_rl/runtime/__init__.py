@@ -1,0 +1,1 @@
+"""The command path without ROS: joint mapping, ticks, chunk execution and the guard."""
