@@ -2,7 +2,11 @@
 
 NODES describes every node a params file or launch file may name (robot_rl nodes: module and
 config dataclass, whose fields are the parameters). GRAPHS[name] lists the (node, params file)
-pairs that `launch/<name>.launch.py` starts; test_launch_files checks the two agree. Bringup runs each node as `python -m <module> --ros-args --params-file
+pairs that `launch/<name>.launch.py` starts; test_launch_files checks the two agree.
+`-p robot=ur_arm` switches every node of the graph to that arm (robot_state_publisher gets its
+URDF). The deployment settings a residual learned its base with (noise_scale, action_horizon,
+recorded in its checkpoint) go to the diffusion_policy node of the same graph, and the residual's
+chunk_lead follows the diffusion node's request_lead, unless given explicitly. Bringup runs each node as `python -m <module> --ros-args --params-file
 config/<file>` in its own process group, forwards SIGINT/SIGTERM, and stops everything when any
 node exits. Nodes from other packages (robot_state_publisher) start only where installed.
 """
@@ -16,6 +20,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from robot_rl import paths
 from robot_rl.errors import ConfigError, RobotRLError
@@ -28,7 +33,7 @@ class NodeSpec:
     executable: str  # `ros2 run <package> <executable>`; for robot_rl a console script in setup.py
     module: str | None = None  # robot_rl node module (has main() and a config dataclass)
     config: str | None = None  # the config dataclass in `module`
-    robot_description: bool = False  # gets urdf/arm.urdf as the robot_description parameter
+    robot_description: bool = False  # gets the graph's robot's URDF as the robot_description parameter
     external_params: tuple[str, ...] = ()  # parameters a non-robot_rl node declares
 
 
@@ -133,6 +138,7 @@ def plan(name: str, overrides: list[str] = (), tmpdir: str | None = None) -> lis
             raise ConfigError(f"--param {text}: no node of graph {name!r} declares {key!r}")
         for t in targets:
             per_node[t] += ["-p", f"{key}:={value}"]
+    _tie_deployment(graph, overrides, per_node)
     commands = []
     for spec, params_file in graph:
         if spec.module is not None:
@@ -149,13 +155,54 @@ def plan(name: str, overrides: list[str] = (), tmpdir: str | None = None) -> lis
         if spec.robot_description:
             import yaml
 
-            urdf = (paths.urdf_dir() / "arm.urdf").read_text()
+            urdf = _robot_urdf(overrides)
             extra = os.path.join(tmpdir or tempfile.mkdtemp(prefix="robot_rl_"), f"{spec.name}.yaml")
             with open(extra, "w") as f:
                 yaml.safe_dump({spec.name: {"ros__parameters": {"robot_description": urdf}}}, f)
             cmd += ["--params-file", extra]
         commands.append((spec, cmd + per_node[spec.name]))
     return commands
+
+
+def _given(overrides, node: str, key: str) -> str | None:
+    """The value of KEY set for NODE (or for every node) on the command line, if any."""
+    value = None
+    for text in overrides:
+        n, k, v = _split_param(text)
+        if k == key and n in (None, node):
+            value = v
+    return value
+
+
+def _robot_urdf(overrides) -> str:
+    """The URDF text of the graph's robot: `-p robot=...` (a catalog name or a URDF path), else the 7-DoF arm."""
+    from robot_rl.robot import load_robot
+
+    spec = _given(overrides, "mujoco_sim", "robot") or "arm"
+    return load_robot(spec.strip('"')).urdf
+
+
+def _tie_deployment(graph, overrides, per_node) -> None:
+    """A residual corrects one base: give the diffusion node the settings its checkpoint recorded,
+    and the residual node the diffusion node's request_lead as chunk_lead (where not set)."""
+    import json
+
+    names = {spec.name for spec, _ in graph}
+    if not {"diffusion_policy", "residual_policy"} <= names:
+        return
+    path = _given(overrides, "residual_policy", "residual_checkpoint")
+    recorded = {}
+    if path:
+        try:
+            recorded = json.loads((Path(path.strip('"')) / "config.json").read_text())
+        except (OSError, ValueError):
+            recorded = {}  # the node itself reports a bad checkpoint in one line
+    for key, field in (("noise_scale", "base_noise_scale"), ("action_horizon", "base_action_horizon")):
+        if recorded.get(field) is not None and _given(overrides, "diffusion_policy", key) is None:
+            per_node["diffusion_policy"] += ["-p", f"{key}:={recorded[field]}"]
+    lead = _given(overrides, "diffusion_policy", "request_lead")
+    if lead is not None and _given(overrides, "residual_policy", "chunk_lead") is None:
+        per_node["residual_policy"] += ["-p", f"chunk_lead:={lead}"]
 
 
 def _stop(procs: dict[str, subprocess.Popen], grace: float = 5.0) -> None:

@@ -32,7 +32,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -59,6 +58,7 @@ def parse_args(argv=None):
     p.add_argument("--out-dir", default="runs/demo")
     p.add_argument("--seed", type=int, default=1000, help="first episode seed (then +1 per episode)")
     p.add_argument("--image-size", type=int, nargs=2, default=(320, 240), metavar=("W", "H"))
+    p.add_argument("--robot", default="arm", help="the simulated arm every stage uses: arm (7-DoF) or ur_arm (6-DoF)")
     return p.parse_args(argv)
 
 
@@ -85,38 +85,39 @@ def stop_graph(proc: subprocess.Popen) -> None:
             pass
 
 
-def run_graph_episodes(graph: str, params: dict, runner_config) -> dict:
-    """Start `graph`, run the episodes against it, stop it. When the graph exits first (bringup
-    stops as soon as one of its nodes exits, e.g. on a bad checkpoint path), fail at once rather
-    than after the runner's service_timeout."""
-    import _thread
+class GraphFailed(RuntimeError):
+    """A graph or its episode runner exited with an error (their messages are above)."""
 
-    from robot_rl.errors import RobotRLError
-    from robot_rl.ros.episode_runner_node import run_episodes
 
+def run_graph_episodes(graph: str, params: dict, runner: dict, out: Path) -> dict:
+    """Start `graph`, run `robot-rl episodes` (flags from `runner`) against it, stop it; the
+    runner's JSON summary. When the graph exits first (bringup stops as soon as one of its nodes
+    exits, e.g. on a bad checkpoint path), fail at once rather than after the runner's timeouts.
+    Both are processes: the demo itself never talks DDS (only robot_rl/ros imports rclpy)."""
+    summary_file = out / f".episodes_{graph}.json"
+    summary_file.unlink(missing_ok=True)
+    cmd = [sys.executable, "-m", "robot_rl.cli", "episodes", "--out", str(summary_file)]
+    for key, value in runner.items():
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            cmd += [f"--{key.replace('_', '-')}", str(v)]
     proc = start_graph(graph, params)
-    finished = threading.Event()
-
-    def watch() -> None:  # the runner blocks in rclpy waits: interrupt it when the graph dies
-        while not finished.wait(0.5):
-            if proc.poll() is not None:
-                _thread.interrupt_main()  # a KeyboardInterrupt in the main thread
-                return
-
-    threading.Thread(target=watch, name=f"watch {graph}", daemon=True).start()
+    t0 = time.monotonic()
+    episodes = subprocess.Popen(cmd, start_new_session=True)
     try:
-        t0 = time.monotonic()
-        summary = run_episodes(runner_config, log=say)
-        summary["wall_s"] = round(time.monotonic() - t0, 1)
-        return summary
-    except KeyboardInterrupt:
-        if proc.poll() is None:
-            raise  # a real Ctrl-C
-        raise RobotRLError(f"graph {graph} exited with code {proc.returncode} before its episodes finished "
-                           "(a node failed to start?); its nodes' errors are above") from None
+        while episodes.poll() is None:
+            if proc.poll() is not None:
+                raise GraphFailed(f"graph {graph} exited with code {proc.returncode} before its episodes finished "
+                                  "(a node failed to start?); its nodes' errors are above")
+            time.sleep(0.2)
+        if episodes.returncode != 0 or not summary_file.is_file():
+            raise GraphFailed(f"robot-rl episodes against {graph} exited with code {episodes.returncode}")
     finally:
-        finished.set()
+        stop_graph(episodes)
         stop_graph(proc)
+    summary = json.loads(summary_file.read_text())
+    summary["wall_s"] = round(time.monotonic() - t0, 1)
+    summary_file.unlink(missing_ok=True)
+    return summary
 
 
 def main(argv=None) -> int:
@@ -124,10 +125,7 @@ def main(argv=None) -> int:
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(101, 200)))
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("MUJOCO_GL", "egl")
-    import rclpy
-
     from robot_rl.errors import RobotRLError
-    from robot_rl.ros.episode_runner_node import EpisodeRunnerConfig
     from robot_rl.sim.tasks import TASKS as SPECS
 
     out = Path(args.out_dir)
@@ -148,11 +146,10 @@ def main(argv=None) -> int:
     def run_policy_graph(graph: str, params: dict) -> dict:
         """`graph` in lock-step on the evaluation seeds; the node that drives the arm resets on /sim/episode_start."""
         return run_graph_episodes(
-            graph, {"task": demo_task, "mode": "lockstep", "seed": seeds[0], **params},
-            EpisodeRunnerConfig(task=demo_task, num_episodes=args.eval_episodes, max_steps=max_steps,
-                                service_timeout=60.0, reset_services=("/sim/reset",)))
+            graph, {"task": demo_task, "mode": "lockstep", "seed": seeds[0], "robot": args.robot, **params},
+            dict(task=demo_task, num_episodes=args.eval_episodes, max_steps=max_steps,
+                 service_timeout=60.0, reset_service="/sim/reset"), out)
 
-    rclpy.init()
     t_start = time.monotonic()
     try:
         if 1 in args.stages:
@@ -162,21 +159,20 @@ def main(argv=None) -> int:
                 say(f"--- {task}: starting mujoco_sim + scripted_expert")
                 results[f"expert_{task}"] = run_graph_episodes(
                     "sim_expert",
-                    {"task": task, "mode": "lockstep", "seed": args.seed, "cameras": "[front]",
+                    {"task": task, "mode": "lockstep", "seed": args.seed, "cameras": "[front]", "robot": args.robot,
                      "image_width": args.image_size[0], "image_height": args.image_size[1]},
-                    EpisodeRunnerConfig(task=task, num_episodes=args.num_episodes, max_steps=SPECS[task].max_steps,
-                                        video=str(out / f"{task}.mp4"), service_timeout=60.0))
+                    dict(task=task, num_episodes=args.num_episodes, max_steps=SPECS[task].max_steps,
+                         video=out / f"{task}.mp4", service_timeout=60.0), out)
         if 2 in args.stages:
             shutil.rmtree(dataset, ignore_errors=True)  # the recorder appends: a re-run starts empty
             say(f"stage 2: recording {args.num_demos} {args.demo_task} demonstrations through the recorder "
                 f"-> bag in {out / 'bags'}, dataset {dataset}")
             results["recorded"] = run_graph_episodes(
                 "record_demos",
-                {"task": args.demo_task, "seed": args.seed + 10_000, "recorder.dataset": dataset,
+                {"task": args.demo_task, "seed": args.seed + 10_000, "robot": args.robot, "recorder.dataset": dataset,
                  "recorder.bag_dir": out / "bags", "recorder.cameras": "[]", "mujoco_sim.cameras": "[]"},
-                EpisodeRunnerConfig(task=args.demo_task, num_episodes=args.num_demos,
-                                    max_steps=SPECS[args.demo_task].max_steps, recorder="recorder",
-                                    service_timeout=60.0))
+                dict(task=args.demo_task, num_episodes=args.num_demos,
+                     max_steps=SPECS[args.demo_task].max_steps, recorder="recorder", service_timeout=60.0), out)
             subprocess.run([sys.executable, "-m", "robot_rl.cli", "dataset", "info", str(dataset)], check=True)
         if 3 in args.stages:
             say(f"stage 3: training a low-dim diffusion policy on {dataset} for {args.train_steps} steps")
@@ -190,7 +186,8 @@ def main(argv=None) -> int:
             from robot_rl.policies.diffusion.model import DiffusionPolicy
             from robot_rl.sim.rollout import evaluate
 
-            results["policy_library"] = evaluate(demo_task, DiffusionPolicy.from_checkpoint(best), seeds)
+            results["policy_library"] = evaluate(demo_task, DiffusionPolicy.from_checkpoint(best), seeds,
+                                                 env_kwargs={"robot": args.robot})
             say(f"library rollout: success {results['policy_library']['success_rate']:.2f}")
             results["policy_ros"] = run_policy_graph("sim_diffusion",
                                                      {"checkpoint": best, "diffusion_policy.request_lead": 0})
@@ -206,7 +203,7 @@ def main(argv=None) -> int:
                 f"scripted experts -> {mixed}")
             shutil.rmtree(mixed, ignore_errors=True)  # collect appends: start from an empty dataset
             wall = cli("collect", "--task", demo_task, "--out", mixed, "--num-episodes", args.mixed_episodes,
-                       "--quality", MIXTURE, "--seed", args.seed + 20_000)
+                       "--quality", MIXTURE, "--seed", args.seed + 20_000, "--robot", args.robot)
             from robot_rl.data.dataset import EpisodeDataset
 
             labels = EpisodeDataset.open(mixed).success
@@ -228,18 +225,16 @@ def main(argv=None) -> int:
             results["residual_training"] = {"wall_s": cli(
                 "train", "residual", "--base", best, "--task", demo_task, "--demos", dataset, "--out", residual_dir,
                 "--total-env-steps", args.residual_steps, "--eval-every", args.residual_steps,
-                "--eval-episodes", args.eval_episodes, "--seed", args.seed + 30_000)}
+                "--eval-episodes", args.eval_episodes, "--seed", args.seed + 30_000, "--robot", args.robot)}
             say("sim + diffusion_policy (base chunks on /policy/action_chunk, no commands) + residual_policy "
                 "(base + correction on the arm's commands, not learning), stage 4's seeds")
             results["residual_ros"] = run_policy_graph(
                 "sim_residual", {"checkpoint": best, "num_samples": 1, "publish_commands": "false",
                                  "diffusion_policy.request_lead": 0, "learn": "false",
                                  "residual_checkpoint": (residual_dir / "checkpoint").resolve()})
-    except (RobotRLError, subprocess.CalledProcessError) as e:
+    except (RobotRLError, GraphFailed, subprocess.CalledProcessError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    finally:
-        rclpy.try_shutdown()
     _summary(results, out, time.monotonic() - t_start)
     return 0
 

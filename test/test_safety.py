@@ -35,10 +35,13 @@ def test_named_subset_keeps_other_joints():
 
 
 def test_clamps_to_limits_and_max_step():
-    g = make(max_step=0.5)
+    g = CommandGuard(NAMES, LOWER, UPPER, 0.5, initial=[0.0, 0.0, 0.02], startup_ticks=1)
     r = g.apply([5.0, -0.1, 1.0])
     assert r.ok and r.clamped
     np.testing.assert_allclose(r.command, [0.5, -0.1, 0.04])  # step, none, limit
+    r = g.apply([5.0, -0.1, 1.0])
+    np.testing.assert_allclose(r.command, [0.5, -0.1, 0.04])  # start-up: a step from the arm, not from the last command
+    g.observe([0.5, -0.1, 0.04])  # the arm got there
     r = g.apply([5.0, -0.1, 1.0])
     np.testing.assert_allclose(r.command, [1.0, -0.1, 0.04])  # limit reached over two ticks
 

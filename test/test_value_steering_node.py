@@ -22,7 +22,7 @@ from robot_rl.policies.value.model import ChunkCritic, ValueFunction, ValueNorma
 from robot_rl.ros import msgs
 from robot_rl.ros.candidates import candidates_to_msg, msg_to_candidates
 from robot_rl.runtime.safety import CommandGuard
-from arms import HOME_QPOS, JOINT_NAMES, joint_limits
+from arms import ARM, HOME_QPOS, JOINT_NAMES, joint_limits
 from arms import ArmKinematics
 from ros_helpers import wait_for
 
@@ -44,7 +44,7 @@ def _value_checkpoint(path, poison: bool = False):
 
 def _candidates():
     chunks = np.tile(HOME_QPOS, (6, 4, 1)).astype(np.float32)
-    chunks[:, :, 0] += np.linspace(0.3, -0.3, 6)[:, None]
+    chunks[:, :, 0] += np.linspace(0.2, -0.2, 6)[:, None]  # within a step of home (URDF: 0.2175 rad per tick)
     chunks[:, :, 1] += np.linspace(-0.2, 0.2, 6)[:, None]
     return chunks
 
@@ -207,6 +207,7 @@ def test_sim_steering_graph_runs_episodes_on_the_critics_choices(nodes, probe, t
     lower, upper = joint_limits()
     steering = params["value_steering"]["ros__parameters"]
     steps = np.where(np.array(JOINT_NAMES) == "finger_joint", steering["gripper_max_step"], steering["max_step"])
+    steps = np.where(steps > 0, steps, ARM.max_step(0.1))  # 0: the URDF's velocity limits x the tick
     candidates = {round(msg_to_candidates(m)[1], 6): msg_to_candidates(m) for m in probe.all("/policy/candidates")}
     joints = {round(msgs.from_time(m.header.stamp), 6): m for m in probe.all("/joint_states")}
     poses = {round(msgs.from_time(m.header.stamp), 6): msgs.poses_from_msg(m) for m in probe.all("/task/object_poses")}

@@ -459,6 +459,8 @@ class DiffusionPolicyNode(BaseNode):
         if self._guard_needs_reference:
             self.model.arm.reset_guard(q)
             self._guard_needs_reference = False
+        else:
+            self.model.arm.observe(q)
         if self.chunks.waiting and self.chunks.last_tick is not None and self.chunks.last_tick < t:
             # the previous tick is overtaken before its chunk came: answer it with the last safe
             # command, so every observation gets exactly one answer (lock-step sims count them)
@@ -565,7 +567,7 @@ class DiffusionPolicyNode(BaseNode):
         if action is None:
             command = arm.guard.hold()
         else:
-            result = arm.command(action, now=self._now())
+            result = arm.command(action)
             if result.refusal is not None:
                 self._stats["refused"] += 1
                 self.get_logger().error(f"{COMMANDS}: policy action refused: {result.refusal}",

@@ -223,6 +223,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="give up when no tick arrives for this many wall seconds")
     parser.add_argument("--min-success-rate", type=float, default=0.0,
                         help="exit 1 when the success rate is below this")
+    parser.add_argument("--out", default="", help="write the summary (success rate, episodes, steps) as JSON here")
 
 
 def config_from_args(args) -> EpisodeRunnerConfig:
@@ -242,6 +243,10 @@ def run(args) -> int:
         return 130
     finally:
         rclpy.try_shutdown()
+    if args.out:
+        import json
+
+        Path(args.out).write_text(json.dumps(summary))
     return 0 if summary["success_rate"] >= args.min_success_rate else 1
 
 

@@ -214,8 +214,7 @@ class MujocoSimNode(Node):
             if self._trajectory.done(t_next):
                 self._trajectory = None
             return values, names
-        pending, self._pending = self._pending, None
-        return pending
+        return self._pending  # the latest forward command stays the target: the arm goes there at its velocity limit
 
     # ------------------------------------------------------------------ stepping
     def _step(self) -> None:

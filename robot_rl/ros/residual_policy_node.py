@@ -318,6 +318,8 @@ class ResidualPolicyNode(BaseNode):
         if self._guard_needs_reference:
             self.arm.reset_guard(q)
             self._guard_needs_reference = False
+        else:
+            self.arm.observe(q)
         if self._waiting is not None:
             self._hold(f"no base action came for the tick at {self._waiting[0]:.3f}")
         if c.learn and self._success is None:
@@ -354,7 +356,7 @@ class ResidualPolicyNode(BaseNode):
             action = self.policy.step(vec, base)
         else:
             action = base
-        result = self.arm.command(action, now=self._now())
+        result = self.arm.command(action)
         if result.command is None:
             return  # no reference position yet
         if result.refusal is not None:

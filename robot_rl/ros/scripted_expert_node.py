@@ -82,6 +82,8 @@ class ScriptedExpertNode(BaseNode):
         stamp = msgs.from_time(msg.header.stamp)
         if self._joints is None or stamp < self._joints[0] - 1e-6:
             self.arm.reset_guard(q)  # the first measurement, or a restarted sim: clamp from here
+        else:
+            self.arm.observe(q)
         self._joints = (stamp, self._now(), q, v)
         self._maybe_act()
 
@@ -104,7 +106,7 @@ class ScriptedExpertNode(BaseNode):
         self._held = False
         self._acted_stamp = j_stamp
         action = self.expert.act({"joint_pos": q, "joint_vel": v, "object_poses": poses})
-        result = self.arm.command(action, now=self._now())
+        result = self.arm.command(action)
         if result.refusal is not None:
             self.get_logger().error(f"expert action refused: {result.refusal}", throttle_duration_sec=5.0)
         self.pub.publish(msgs.array_to_msg(result.command))

@@ -81,7 +81,8 @@ class ValueSteeringNode(BaseNode):
         self.config = c = declare_config(self, ValueSteeringConfig)
         self.value = self._load(c.value_checkpoint)
         trained = load_robot(self.value.cfg.robot) if self.value is not None else None
-        self.arm = ArmInterface.build(c, c.control_dt, trained, what=f"critic {c.value_checkpoint or '(none)'}")
+        self.arm = ArmInterface.build(c, c.control_dt, trained, what=f"critic {c.value_checkpoint or '(none)'}",
+                                      startup=False)  # chunk points: each a step from the one before
         self.guard = self.arm.guard  # controller order
         self.rng = np.random.default_rng(c.seed)
         self._lock = threading.Lock()
@@ -131,6 +132,8 @@ class ValueSteeringNode(BaseNode):
                 self._reseed_locked(q)  # not from the old episode's last command
             elif self.guard.last is None:
                 self._reseed_locked(q)
+            else:
+                self.arm.observe(q)
             self._joints.append((stamp, q))
             self._received = now
             self._arrived.notify_all()

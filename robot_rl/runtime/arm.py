@@ -21,7 +21,7 @@ from robot_rl.policies.fit import check_robot
 from robot_rl.robot import RobotModel, load_robot
 from robot_rl.robot.kinematics import kinematics_for
 from robot_rl.runtime.joints import JointMap, parse_name_map
-from robot_rl.runtime.safety import CommandGuard, GuardResult, guard_for_robot
+from robot_rl.runtime.safety import STARTUP_TICKS, CommandGuard, GuardResult, guard_for_robot
 
 
 @dataclass
@@ -45,9 +45,10 @@ class ArmInterface:
 
     @classmethod
     def build(cls, config: ArmConfig, dt: float, trained: RobotModel | None = None,
-              policy_joints=(), what: str = "the policy") -> ArmInterface:
+              policy_joints=(), what: str = "the policy", startup: bool = True) -> ArmInterface:
         """From the node's ArmConfig and the policy: `trained` is the robot its checkpoint records,
-        `policy_joints` its joint order (default: the robot's)."""
+        `policy_joints` its joint order (default: the robot's). `startup` False: the guard of a
+        node that sends whole trajectories (no start-up bound on their later points)."""
         robot = load_robot(config.robot) if config.robot else (trained or load_robot())
         check_robot(trained, robot, what)
         policy_joints = tuple(policy_joints) or robot.joint_names
@@ -56,7 +57,8 @@ class ArmInterface:
             raise ConfigError(f"{what} acts on joints {foreign}, which robot {robot.name!r} does not have "
                               f"({list(robot.joint_names)})")
         joints = JointMap(policy_joints, config.joint_names, config.joint_name_map)
-        guard = guard_for_robot(robot, joints, dt, config.max_step, config.gripper_max_step)
+        guard = guard_for_robot(robot, joints, dt, config.max_step, config.gripper_max_step,
+                                STARTUP_TICKS if startup else 0)
         return cls(robot, joints, guard)
 
     def joint_state(self, names, position, velocity=()) -> tuple[np.ndarray, np.ndarray]:
@@ -73,12 +75,16 @@ class ArmInterface:
         """Measured joint positions (policy order) become the guard's reference."""
         self.guard.reset(self.joints.to_controller(q))
 
-    def command(self, action: np.ndarray, now: float | None = None) -> GuardResult:
+    def observe(self, q: np.ndarray) -> None:
+        """This tick's measured joint positions (policy order), for the guard's start-up bound."""
+        self.guard.observe(self.joints.to_controller(q))
+
+    def command(self, action: np.ndarray) -> GuardResult:
         """A policy-order action through the guard; the result is in the controller's order."""
         action = np.asarray(action, np.float64).reshape(-1)
         if action.shape != (len(self.joints.policy_joints),):
             return self.guard.apply(action)  # the guard refuses the wrong length with its message
-        return self.guard.apply(self.joints.to_controller(action), now=now)
+        return self.guard.apply(self.joints.to_controller(action))
 
     def to_policy(self, command: np.ndarray) -> np.ndarray:
         return self.joints.to_policy(command)

@@ -4,11 +4,10 @@ Commands arrive with joint names and are mapped into the guarded joint order by 
 position, so a publisher with a different joint order cannot swap joints. A command that is
 non-finite, the wrong length, or names unknown joints is refused as a whole with one message,
 and the last safe command stays in force. Accepted commands are clamped to the joint limits
-and to `max_step` per `period` relative to the last safe command. With `now` given, the step a
-command may take scales with the time since the previous one (full at 2/3 of a period and
-after), so a burst of commands (a late chunk answering two ticks at once) cannot move the arm
-faster than its velocity limits allow; after `reset` (the measured state), the first command is
-at most one step away.
+and to `max_step` per tick relative to the last safe command. Start-up (`startup_ticks` > 0,
+as every commanding node has it): after `reset` (the measured state) and for that many
+measurements (`observe`), a command is also at most one step from the latest measured state, so a late first chunk that answers two ticks at once
+cannot send the arm two steps from where it stands.
 """
 from __future__ import annotations
 
@@ -18,6 +17,8 @@ from typing import Sequence
 import numpy as np
 
 from robot_rl.errors import CommandError
+
+STARTUP_TICKS = 2  # measurements after a reset during which commands stay within a step of the arm
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class CommandGuard:
         upper: Sequence[float],
         max_step: float | Sequence[float],
         initial: Sequence[float] | None = None,
-        period: float | None = None,
+        startup_ticks: int = 0,
     ):
         self.joint_names = tuple(str(n) for n in joint_names)
         n = len(self.joint_names)
@@ -60,9 +61,10 @@ class CommandGuard:
         if not np.all(self.max_step > 0):
             raise CommandError(f"max_step must be > 0, got {self.max_step}")
         self._index = {name: i for i, name in enumerate(self.joint_names)}
-        self.period = None if period is None else float(period)
         self._last: np.ndarray | None = None
-        self._last_time: float | None = None
+        self._measured: np.ndarray | None = None
+        self._startup = 0
+        self.startup_ticks = int(startup_ticks)
         if initial is not None:
             self.reset(initial)
 
@@ -77,14 +79,18 @@ class CommandGuard:
         if q.shape != (len(self.joint_names),) or not np.all(np.isfinite(q)):
             raise CommandError(f"reset needs {len(self.joint_names)} finite positions, got {q}")
         self._last = np.clip(q, self.lower, self.upper)
-        self._last_time = None
+        self._measured = self._last.copy()
+        self._startup = self.startup_ticks
 
-    def step_allowance(self, now: float | None) -> np.ndarray:
-        """The largest change per joint a command at time `now` may make."""
-        if now is None or self.period is None or self._last_time is None:
-            return self.max_step
-        fraction = min(1.0, max(0.0, 1.5 * (now - self._last_time) / self.period))
-        return self.max_step * fraction
+    def observe(self, positions: Sequence[float]) -> None:
+        """A new measurement of the arm (guarded order), once per tick: during start-up the
+        commands stay within one step of it."""
+        if self._startup <= 0:
+            return
+        q = np.asarray(positions, dtype=np.float64).reshape(-1)
+        if q.shape == (len(self.joint_names),) and np.all(np.isfinite(q)):
+            self._measured = np.clip(q, self.lower, self.upper)
+            self._startup -= 1
 
     def validate(self, values: Sequence[float], names: Sequence[str] | None = None) -> str | None:
         """The reason a command would be refused (one line), or None. Changes nothing."""
@@ -101,13 +107,11 @@ class CommandGuard:
             return f"non-finite values for {[n for n, x in zip(names, v) if not np.isfinite(x)]}"
         return None
 
-    def apply(self, values: Sequence[float], names: Sequence[str] | None = None,
-              now: float | None = None) -> GuardResult:
+    def apply(self, values: Sequence[float], names: Sequence[str] | None = None) -> GuardResult:
         """Validate, map by name and clamp one command (one control tick). Never raises.
 
         `names` gives the joint of each value; None means the guarded order. A named command may
-        cover a subset of the joints: the others keep their last safe value. `now` (s, the
-        clock the commands go out on) limits the step by the time since the last command.
+        cover a subset of the joints: the others keep their last safe value.
         """
         if self._last is None:
             return GuardResult(None, "command refused: no reference position yet (call reset first)")
@@ -119,11 +123,10 @@ class CommandGuard:
         target = self._last.copy()
         target[[self._index[n] for n in names]] = v
         safe = np.clip(target, self.lower, self.upper)
-        step = self.step_allowance(now)
-        safe = np.clip(safe, self._last - step, self._last + step)
+        safe = np.clip(safe, self._last - self.max_step, self._last + self.max_step)
+        if self._startup > 0:  # start-up: also within a step of where the arm was measured
+            safe = np.clip(safe, self._measured - self.max_step, self._measured + self.max_step)
         self._last = safe
-        if now is not None:
-            self._last_time = float(now)
         return GuardResult(safe.copy(), None, bool(np.any(safe != target)))
 
     def check(self, values: Sequence[float], names: Sequence[str] | None = None) -> np.ndarray:
@@ -150,12 +153,13 @@ def is_stale(last_stamp: float | None, now: float, max_age: float) -> bool:
     return age > max_age or age < -max_age
 
 
-def guard_for_robot(robot, joints, dt: float, max_step: float = 0.0, gripper_max_step: float = 0.0) -> CommandGuard:
+def guard_for_robot(robot, joints, dt: float, max_step: float = 0.0, gripper_max_step: float = 0.0,
+                    startup_ticks: int = STARTUP_TICKS) -> CommandGuard:
     """The guard of a commanding node, in the controller's joint order (`joints`: a JointMap).
 
     Limits come from the robot model (its URDF); the step per tick from its velocity limits times
     the tick period `dt`, unless `max_step` (arm joints, rad) or `gripper_max_step` (gripper, m)
-    are set > 0.
+    are set > 0. `startup_ticks` 0 for a guard of trajectory points (each a step from the one before).
     """
     index = [robot.joint_names.index(n) for n in joints.policy_joints]
     lower, upper = robot.lower[index], robot.upper[index]
@@ -166,4 +170,4 @@ def guard_for_robot(robot, joints, dt: float, max_step: float = 0.0, gripper_max
     if gripper_max_step > 0:
         steps = np.where(gripper, gripper_max_step, steps)
     return CommandGuard(joints.controller_joints, joints.to_controller(lower), joints.to_controller(upper),
-                        joints.to_controller(steps), period=dt)
+                        joints.to_controller(steps), startup_ticks=startup_ticks)

@@ -50,13 +50,16 @@ def add_base_arguments(parser: argparse.ArgumentParser) -> None:
                         help="diffusion base: scale of its initial DDIM noise (0: deterministic); default: the checkpoint's")
     parser.add_argument("--base-action-horizon", type=int,
                         help="diffusion base: actions executed per chunk (Ta); default: the checkpoint's")
+    parser.add_argument("--robot", default=None,
+                        help="the simulated arm (arm, ur_arm); default: the base checkpoint's robot, else arm")
 
 
-def base_factory(spec: str, noise_scale: float | None = None, action_horizon: int | None = None):
+def base_factory(spec: str, noise_scale: float | None = None, action_horizon: int | None = None, robot=None):
     """Builds fresh copies of the frozen base (the trainer keeps one for training, one for evaluation)."""
     from robot_rl.policies.loading import load_policy, with_deployment
 
-    return lambda: with_deployment(load_policy(spec), spec, noise_scale=noise_scale, action_horizon=action_horizon)
+    return lambda: with_deployment(load_policy(spec, robot=robot), spec, noise_scale=noise_scale,
+                                   action_horizon=action_horizon)
 
 
 def add_algo_arguments(parser: argparse.ArgumentParser) -> None:
@@ -78,23 +81,32 @@ def add_algo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hl-gauss", action="store_true")
 
 
-def algo_config(args: argparse.Namespace) -> ResidualConfig:
-    scale = arm_gripper_scale(args.residual_space, *args.residual_scale) if args.residual_scale else ()
+def algo_config(args: argparse.Namespace, robot: str = "arm") -> ResidualConfig:
+    scale = arm_gripper_scale(args.residual_space, *args.residual_scale, robot) if args.residual_scale else ()
     return ResidualConfig(obs_keys=tuple(args.obs_keys), residual_space=args.residual_space, residual_scale=scale,
-                          hl_gauss=args.hl_gauss, **{name: getattr(args, name) for name in KNOBS})
+                          hl_gauss=args.hl_gauss, robot=robot, **{name: getattr(args, name) for name in KNOBS})
 
 
-def train_config(args: argparse.Namespace) -> ResidualTrainConfig:
+def train_config(args: argparse.Namespace, robot: str = "arm") -> ResidualTrainConfig:
     return ResidualTrainConfig(task=args.task, total_env_steps=args.total_env_steps, eval_every=args.eval_every,
                                eval_episodes=args.eval_episodes, seed=args.seed, out=args.out, base=args.base,
                                base_noise_scale=args.base_noise_scale, base_action_horizon=args.base_action_horizon,
-                               algo=algo_config(args))
+                               algo=algo_config(args, robot))
 
 
 def run(args: argparse.Namespace) -> int:
     from robot_rl.data.dataset import EpisodeDataset
 
+    from robot_rl.policies.fit import check_robot, policy_robot
+    from robot_rl.robot import load_robot
+
     demos = EpisodeDataset.open(args.demos) if args.demos else None
-    tc = train_config(args)
-    train(tc, base_factory(tc.base, tc.base_noise_scale, tc.base_action_horizon), demos)
+    make_base = base_factory(args.base, args.base_noise_scale, args.base_action_horizon, args.robot)
+    trained = policy_robot(make_base())
+    robot = load_robot(args.robot) if args.robot else (trained or load_robot())
+    check_robot(trained, robot, f"--base {args.base}")
+    if demos is not None:
+        check_robot(demos.robot, robot, f"--demos {args.demos}")
+    tc = train_config(args, robot.name)
+    train(tc, base_factory(tc.base, tc.base_noise_scale, tc.base_action_horizon, robot), demos)
     return 0
