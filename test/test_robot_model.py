@@ -78,7 +78,7 @@ def test_records_round_trip_and_bad_urdfs_are_one_line(tmp_path):
     again = read_robot_file(tmp_path / "robot.json")
     assert again == UR and again.same_kinematics(UR)
     assert read_robot_file(tmp_path / "none.json") is None
-    assert robot_for_joints(ARM.joint_names) is ARM and robot_for_joints(("x",)) is None
+    assert robot_for_joints(ARM.joint_names) == ARM and robot_for_joints(("x",)) is None
     with pytest.raises(ConfigError, match="not valid URDF XML"):
         RobotModel.from_urdf("<robot><link></robot>")
     with pytest.raises(ConfigError, match="no URDF file here"):

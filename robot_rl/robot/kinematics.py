@@ -1,7 +1,8 @@
 """Forward kinematics, Jacobians and IK of any RobotModel, with MuJoCo's URDF import.
 
 Why MuJoCo: it is already our simulator, its URDF import is well kept, and one FK call is a few
-microseconds (bench/kinematics_speed.py measures it). The kinematic model is compiled from the
+microseconds, 18-25x faster than a numpy chain of the same URDF transforms and equal to it within
+1e-15 m (bench/kinematics_speed.py). The kinematic model is compiled from the
 URDF without visuals and collisions (a robot_description names meshes by package:// URIs that
 only a ROS install resolves), so it works on any robot_description. The scripted experts and
 the feature code use it on measured joint positions, never the simulator's state, so they work

@@ -134,7 +134,7 @@ class EpisodeRunner(Node):
                 self._t_reset = float(t.group(1)) if t else 0.0
                 seed = s.group(1) if s else "?"
         if self.config.recorder:
-            self._call(f"/{self.config.recorder}/start")
+            self._call(f"/{self.config.recorder}/start", retry_not_ready=True)
         t0 = self._last_tick_wall = time.monotonic()
         while not self._success and self._steps < self.config.max_steps:
             rclpy.spin_once(self, timeout_sec=0.05)
@@ -146,14 +146,23 @@ class EpisodeRunner(Node):
             self._call(f"/{self.config.recorder}/stop_{'success' if self._success else 'failure'}")
         return EpisodeOutcome(seed, self._success, self._steps, time.monotonic() - t0)
 
-    def _call(self, service: str) -> str:
-        """Call a Trigger service (clients are made once); RobotRLError when it refuses."""
+    def _call(self, service: str, retry_not_ready: bool = False) -> str:
+        """Call a Trigger service (clients are made once); RobotRLError when it refuses. With
+        `retry_not_ready`, a "not ready: ..." answer (the recorder still connecting to its topics)
+        is asked again until service_timeout."""
         client = self._recorder_clients.get(service)
         if client is None:
             client = self._recorder_clients[service] = self.create_client(Trigger, service)
             if not client.wait_for_service(timeout_sec=self.config.service_timeout):
                 raise RobotRLError(f"service {service} did not appear within {self.config.service_timeout:.0f} s")
-        response = self._spin_until(client.call_async(Trigger.Request()), 10.0, service)
+        deadline = time.monotonic() + self.config.service_timeout
+        while True:
+            response = self._spin_until(client.call_async(Trigger.Request()), 10.0, service)
+            if response.success or not (retry_not_ready and response.message.startswith("not ready")):
+                break
+            if time.monotonic() > deadline:
+                break
+            rclpy.spin_once(self, timeout_sec=0.1)
         if not response.success:
             raise RobotRLError(f"{service} failed: {response.message}")
         return response.message

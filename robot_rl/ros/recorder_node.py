@@ -73,6 +73,7 @@ class RecorderNode(Node):
         self._failed_reported = False
         self.bag_path = self.recorder.open()
         self._pending = list(self.recorder.topics)  # subscribed once a publisher shows its QoS
+        self._subs: dict = {}  # topic -> subscription
         self._subscribe_ready()
         self.create_timer(0.2, self._subscribe_ready)
         self.create_service(Trigger, "~/start", self._on_start)
@@ -127,7 +128,7 @@ class RecorderNode(Node):
         # No middleware event handlers (message lost, incompatible QoS): each is one more entity in
         # the executor's wait set, rebuilt for every message; publication-sequence gaps count the
         # losses, and QoS follows the publishers so it cannot be incompatible.
-        self.create_subscription(cls, topic, on_raw, qos, raw=True)
+        self._subs[topic] = self.create_subscription(cls, topic, on_raw, qos, raw=True)
         recorder.set_qos(topic, qos.reliability == ReliabilityPolicy.RELIABLE, qos.depth)
         self.get_logger().info(f"subscribed to {topic} ({spec.msgtype}, "
                                f"{'best effort' if qos.reliability == ReliabilityPolicy.BEST_EFFORT else 'reliable'})")
@@ -147,7 +148,22 @@ class RecorderNode(Node):
             self.get_logger().error(str(e))
         return response
 
+    def _not_ready(self) -> str | None:
+        """Why an episode started now would miss messages: a topic whose publishers are in the
+        graph but not yet matched to our subscription (DDS discovery takes a while, longer on a
+        busy machine). None when every publisher seen is connected."""
+        waiting = [s.topic for s in self._pending if self.count_publishers(s.topic) > 0]
+        waiting += [t for t, sub in self._subs.items() if sub.get_publisher_count() < self.count_publishers(t)]
+        reference = self.recorder.sync_config.reference.topic if hasattr(self.recorder, "sync_config") else None
+        if reference and reference not in self._subs:
+            waiting.append(reference)
+        return f"not ready: waiting to connect to the publishers of {sorted(set(waiting))}" if waiting else None
+
     def _on_start(self, request, response):
+        reason = self._not_ready()
+        if reason is not None:  # the caller retries (robot-rl episodes does)
+            response.success, response.message = False, reason
+            return response
         return self._answer(response, lambda: self.recorder.start(log_time_ns=self._now_ns()))
 
     def _on_stop(self, response, success: bool):
