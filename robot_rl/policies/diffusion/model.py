@@ -41,6 +41,7 @@ from robot_rl.policies.diffusion.ema import EMA  # noqa: F401  (re-exported for 
 from robot_rl.policies.diffusion.encoders import ObservationEncoder
 from robot_rl.policies.diffusion.normalizer import Normalizer
 from robot_rl.policies.diffusion.unet import ConditionalUnet1D
+from robot_rl.runtime.chunk_executor import ChunkExecutor
 
 log = logging.getLogger(__name__)
 
@@ -296,8 +297,11 @@ class DiffusionPolicy(nn.Module):
     def reset(self, seed: int | None = None) -> None:
         """Start an episode: empty the observation history, drop the current chunk, seed the noise."""
         self._history: deque = deque(maxlen=self.config.obs_horizon)
-        self._chunk: np.ndarray | None = None  # the executable actions of the current chunk
-        self._index = -1  # of the action last returned from it
+        # receding horizon as the nodes run it (runtime/chunk_executor.py), in ticks: a chunk is
+        # requested every Ta steps and computed at once (a lock-step simulator waits for it)
+        self._executor = ChunkExecutor(1.0, self.config.action_horizon)
+        self._tick = -1
+        self._index = -1  # of the action last returned from the current chunk
         self._generator = torch.Generator(device="cpu")
         self._generator.manual_seed(random.SystemRandom().randrange(2**63) if seed is None else int(seed))
 
@@ -316,16 +320,24 @@ class DiffusionPolicy(nn.Module):
     def act(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
         """Next action (A,): a new chunk every Ta steps, executed from the current observation on."""
         history = self.observe(obs)
-        if self._chunk is None or self._index + 1 >= len(self._chunk):
-            self._chunk, self._index = self.executable(self.predict_chunk(history)), -1
-        self._index += 1
-        return self._chunk[self._index]
+        self._tick += 1
+        t = float(self._tick)
+        tick = self._executor.tick(t)
+        action, index = tick.action, tick.index
+        if tick.request:
+            chunk = self.executable(self.predict_chunk(history))
+            delivered = self._executor.deliver(t, chunk, self._executor.generation)
+            if action is None:
+                action, index = delivered.action, delivered.index
+        self._index = index
+        return action
 
     @property
     def current_chunk(self) -> tuple[np.ndarray, int] | None:
         """(the current chunk's executable actions, the index of the one `act` returned last): where
         the base is heading, for a residual's chunk features (policies/chunk_context.py)."""
-        return None if self._chunk is None else (self._chunk, self._index)
+        chunk = self._executor.chunk_actions
+        return None if chunk is None else (chunk, self._index)
 
     def executable(self, chunk: np.ndarray) -> np.ndarray:
         """The Ta actions of a chunk (..., Tp, A) that start at the latest observation."""
