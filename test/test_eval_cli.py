@@ -104,3 +104,16 @@ def test_eval_runs_the_base_a_residual_was_trained_on(checkpoint, tmp_path):
         result = json.loads(r.stdout.strip().splitlines()[-1])
         assert (result["noise_scale"], result["action_horizon"]) == expected
         assert [row["variant"] for row in result["rows"]] == ["base", "base + residual"]
+
+
+def test_train_residual_refuses_a_base_of_another_robot_in_one_line(tmp_path):
+    from arms import ARM
+
+    policy = make_policy()
+    policy.robot = ARM
+    policy.save_checkpoint(tmp_path / "arm_ckpt")
+    r = subprocess.run([sys.executable, "-m", "robot_rl.cli", "train", "residual", "--base", str(tmp_path / "arm_ckpt"),
+                        "--task", "push", "--robot", "ur_arm", "--total-env-steps", "10", "--out", str(tmp_path / "r")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "trained on robot 'arm'" in r.stderr and "'ur_arm'" in r.stderr

@@ -126,6 +126,11 @@ def train_diffusion(tc: DiffusionTrainConfig, dataset, evaluate: EvalFn | None =
     cfg = config_for_dataset(dataset, init.config if init else tc.policy)
     if init is not None and (cfg.obs_shapes, cfg.action_dim) != (init.config.obs_shapes, init.config.action_dim):
         raise DataError(f"{dataset.root}: observation or action shapes differ from checkpoint {tc.init_checkpoint}")
+    if init is not None:
+        from robot_rl.policies.fit import check_robot
+
+        if init.robot is not None and dataset.robot is not None:
+            check_robot(init.robot, dataset.robot, f"--init-checkpoint {tc.init_checkpoint}")
     if init is not None and init.config.joint_names and cfg.joint_names != init.config.joint_names:
         raise DataError(f"{dataset.root}: joint_names {list(cfg.joint_names)} differ from checkpoint "
                         f"{tc.init_checkpoint}'s {list(init.config.joint_names)}")
