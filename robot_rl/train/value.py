@@ -159,6 +159,8 @@ def train_value(tc: ValueTrainConfig, dataset, progress: bool = True) -> Path:
     """Train on all but a held-out fraction of episodes; write checkpoint, curves and summary."""
     torch.set_num_threads(tc.torch_threads)
     cfg = tc.algo
+    if "action" in dataset.keys:  # the critic scores chunks of the dataset's actions, whatever the arm
+        cfg = dataclasses.replace(cfg, action_dim=int(dataset.keys["action"]["shape"][0]))
     if dataset.robot is not None:
         cfg = dataclasses.replace(cfg, robot=dataset.robot.name)
     elif cfg.task_space:

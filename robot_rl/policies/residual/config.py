@@ -24,7 +24,7 @@ class ResidualConfig:
     # observation keys, or derived features (policies/features.py: object_rel, target_rel,
     # chunk_end_rel, chunk_left)
     obs_keys: tuple[str, ...] = ("joint_pos", "joint_vel", "ee_pos", "object_poses")
-    action_dim: int = 8
+    action_dim: int = 0           # joint targets per action; 0: the robot's joints
     robot: str = "arm"            # the robot's name (robot_rl.robot): joints, limits, kinematics
     # 'joint': a correction per joint target; 'task': a TCP displacement + the finger (space.py).
     residual_space: str = "joint"
@@ -68,6 +68,7 @@ class ResidualConfig:
 
     def __post_init__(self):
         self.obs_keys = tuple(self.obs_keys)
+        self.action_dim = int(self.action_dim) or load_robot(self.robot).num_joints
         if self.residual_space not in SPACES:
             raise ConfigError(f"residual_space must be one of {SPACES}, not {self.residual_space!r}")
         self.residual_scale = tuple(float(s) for s in self.residual_scale
