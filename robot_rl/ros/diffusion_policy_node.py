@@ -88,6 +88,7 @@ from trajectory_msgs.msg import JointTrajectory
 from robot_rl.errors import ConfigError, DataError, RobotRLError
 from robot_rl.runtime.arm import ArmConfig, ArmInterface
 from robot_rl.runtime.chunk_executor import ChunkExecutor
+from robot_rl.runtime.observations import LatestMessages, Missing
 from robot_rl.policies.loading import with_deployment
 from robot_rl.ros import msgs
 from robot_rl.ros.base_node import BaseNode
@@ -215,7 +216,7 @@ class DiffusionPolicyNode(BaseNode):
         self.model: _Loaded | None = None
         self.chunks: ChunkExecutor | None = None
         self._joints = None  # (stamp, receive time, q, v) in the checkpoint's joint order
-        self._latest: dict[str, tuple[float, float, np.ndarray]] = {}  # topic -> (stamp, receive, value)
+        self._latest = LatestMessages(c.max_age, c.sync_tolerance)  # the observation topics besides /joint_states
         self._subs: dict[str, object] = {}
         self._last_joint_stamp: float | None = None
         self._ticks = ControlTicks(c.control_dt)
@@ -263,6 +264,12 @@ class DiffusionPolicyNode(BaseNode):
             self.get_logger().warning(f"observations are stale ({reason}): holding position, no new commands")
             self._stale = True
             self._publish_status()
+
+    def _missing(self, topic: str, missing: Missing) -> None:
+        if missing.kind == "first":
+            self._warn_once(f"wait:{topic}", missing.reason)
+        elif missing.kind == "stale":
+            self._hold(missing.reason)  # "pending": this tick's message may still be on its way
 
     # ------------------------------------------------------------------ loading
     def _prepare(self, path: str) -> _Loaded:
@@ -397,14 +404,14 @@ class DiffusionPolicyNode(BaseNode):
                 self._reset_locked(f"episode started at {start:.3f} (announced late)", waiting=None)
 
     def _on_observation(self, topic: str, msg, convert) -> None:
-        stamp, now = msgs.from_time(msg.header.stamp), self._now()
+        stamp = msgs.from_time(msg.header.stamp)
         try:
             value = convert(msg)
         except DataError as e:
             self.get_logger().error(f"{topic}: {e}", throttle_duration_sec=5.0)
             return
         with self._lock:
-            self._latest[topic] = (stamp, now, value)
+            self._latest.put(topic, stamp, value)
             self._maybe_tick_locked()
 
     def _frame_locked(self, t: float, q: np.ndarray, v: np.ndarray) -> dict | None:
@@ -421,16 +428,10 @@ class DiffusionPolicyNode(BaseNode):
                 value = ee[0] if key == "ee_pos" else ee[1]
             else:
                 topic = topic_for(key, c.points_camera)
-                entry = self._latest.get(topic)
-                if entry is None:
-                    self._warn_once(f"wait:{topic}", f"waiting for the first message on {topic}")
+                value = self._latest.at(topic, t)
+                if isinstance(value, Missing):
+                    self._missing(topic, value)
                     return None
-                stamp, _, value = entry
-                if t - stamp > c.max_age:
-                    self._hold(f"{topic} is {t - stamp:.2f} s older than /joint_states")
-                    return None
-                if abs(t - stamp) > c.sync_tolerance:
-                    return None  # this tick's message may still be on its way
             shape = tuple(pc.obs_shapes[key])
             if np.shape(value) != shape:
                 self._warn_once(f"shape:{key}", f"observation {key} has shape {np.shape(value)}, the policy "

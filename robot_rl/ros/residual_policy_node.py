@@ -55,6 +55,7 @@ from robot_rl.policies import chunk_context
 from robot_rl.policies.chunk_context import KEYS as CHUNK_KEYS
 from robot_rl.runtime.arm import ArmConfig, ArmInterface
 from robot_rl.runtime.chunk_executor import ChunkExecutor
+from robot_rl.runtime.observations import LatestMessages, Missing
 from robot_rl.policies.features import feature_columns, source_keys, state_vector
 from robot_rl.policies.residual.config import ResidualConfig
 from robot_rl.policies.residual.model import ResidualActor, ResidualPolicy, default_normalizer, residual_normalizer
@@ -157,7 +158,7 @@ class ResidualPolicyNode(BaseNode):
             self._start_learning(self.policy.actor if self.policy else self._actor_from_demos())
 
         self._joints = None  # (stamp, receive time, q, v) in the robot's joint order
-        self._poses = None  # (stamp, (K, 7))
+        self._latest = LatestMessages(c.max_age, c.sync_tolerance)  # /task/object_poses
         self._reward = self._success = None
         self._ticks = ControlTicks(c.control_dt)
         self._waiting = None  # the latest tick, until its base action arrives: (t, received, obs, reward, success)
@@ -246,7 +247,7 @@ class ResidualPolicyNode(BaseNode):
         self._success = bool(msg.data)
 
     def _on_poses(self, msg: PoseArray) -> None:
-        self._poses = (msgs.from_time(msg.header.stamp), msgs.poses_from_msg(msg))
+        self._latest.put("/task/object_poses", msgs.from_time(msg.header.stamp), msgs.poses_from_msg(msg))
         self._maybe_tick()
 
     def _on_joints(self, msg: JointState) -> None:
@@ -289,15 +290,13 @@ class ResidualPolicyNode(BaseNode):
         if "ee_pos" in self._sources or "ee_quat" in self._sources:
             obs["ee_pos"], obs["ee_quat"] = self.arm.ee_pose(q)
         if "object_poses" in self._sources:
-            if self._poses is None:
-                self._warn_once("poses", "waiting for the first message on /task/object_poses")
+            poses = self._latest.at("/task/object_poses", t)
+            if isinstance(poses, Missing):
+                if poses.kind == "first":
+                    self._warn_once("poses", poses.reason)
+                elif poses.kind == "stale":
+                    self._hold(poses.reason)  # "pending": this tick's poses may still be on their way
                 return None
-            stamp, poses = self._poses
-            if t - stamp > self.config.max_age:
-                self._hold(f"/task/object_poses is {t - stamp:.2f} s older than /joint_states")
-                return None
-            if abs(t - stamp) > self.config.sync_tolerance:
-                return None  # this tick's poses may still be on their way
             obs["object_poses"] = poses.astype(np.float32)
         return obs
 
