@@ -149,14 +149,14 @@ class RecorderNode(Node):
         return response
 
     def _not_ready(self) -> str | None:
-        """Why an episode started now would miss messages: a topic whose publishers are in the
-        graph but not yet matched to our subscription (DDS discovery takes a while, longer on a
-        busy machine). None when every publisher seen is connected."""
+        """Why an episode started now would miss messages: a frame stream with no connected
+        publisher yet, or a topic whose publishers are in the graph but not yet matched to our
+        subscription (DDS discovery takes a while, longer on a busy machine). None when ready."""
         waiting = [s.topic for s in self._pending if self.count_publishers(s.topic) > 0]
         waiting += [t for t, sub in self._subs.items() if sub.get_publisher_count() < self.count_publishers(t)]
-        reference = self.recorder.sync_config.reference.topic if hasattr(self.recorder, "sync_config") else None
-        if reference and reference not in self._subs:
-            waiting.append(reference)
+        # every stream of a frame must be connected: an episode without one of them is refused
+        frames = [s.topic for s in self.recorder.sync_config.frame_streams]
+        waiting += [t for t in frames if t not in self._subs or self._subs[t].get_publisher_count() == 0]
         return f"not ready: waiting to connect to the publishers of {sorted(set(waiting))}" if waiting else None
 
     def _on_start(self, request, response):
