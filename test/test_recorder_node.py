@@ -69,7 +69,7 @@ def test_every_published_message_is_recorded(nodes, probe, tmp_path):
     cam = publisher(nodes, "cam", "rgb", "/camera/front/image_raw", 30, 8.0, width=64, height=48)
     wait_for(lambda: int(diagnostics(probe).get("/joint_states received", 0)) > 50
              and int(diagnostics(probe).get("/camera/front/image_raw received", 0)) > 10, 30, "both streams recorded")
-    assert probe.call(Trigger, "/recorder/start").success
+    assert start_recording(probe).success
     answer = probe.call(Trigger, "/recorder/start")
     assert not answer.success and "episode 0 is open" in answer.message
     time.sleep(2.0)
@@ -96,11 +96,22 @@ def test_every_published_message_is_recorded(nodes, probe, tmp_path):
     assert 17 <= ds.episode_lengths[0] <= 23  # ~2 s at 10 Hz
 
 
+def start_recording(probe, recorder: str = "/recorder"):
+    """~/start, asked again while the recorder says it is still connecting to its topics (as
+    `robot-rl episodes --recorder` does)."""
+    deadline = time.monotonic() + 30.0
+    while True:
+        answer = probe.call(Trigger, f"{recorder}/start")
+        if answer.success or not answer.message.startswith("not ready") or time.monotonic() > deadline:
+            return answer
+        time.sleep(0.1)
+
+
 def run_episode(probe, success_or_ticks: int, recorder: str = "/recorder") -> bool:
     """Reset the sim, record until success or `success_or_ticks` ticks, stop with the label."""
     assert probe.call(Trigger, "/sim/reset").success
     time.sleep(0.3)
-    assert probe.call(Trigger, f"{recorder}/start").success
+    assert start_recording(probe, recorder).success
     n0 = probe.count("/joint_states")
     wait_for(lambda: probe.count("/joint_states") >= n0 + 5, 20, "ticks after the start")
     wait_for(lambda: (probe.latest("/task/success") is not None and probe.latest("/task/success").data)
@@ -149,7 +160,7 @@ def test_sim_expert_episodes_from_bag_equals_live_and_sigkill(nodes, probe, tmp_
         assert ep["success"][-1] == labels[i]
     # a third episode, killed in the middle
     assert probe.call(Trigger, "/sim/reset").success
-    assert probe.call(Trigger, "/recorder/start").success
+    assert start_recording(probe).success
     n0 = probe.count("/joint_states")
     wait_for(lambda: probe.count("/joint_states") >= n0 + 10, 20, "ticks in the open episode")
     assert nodes.stop("recorder", signal.SIGKILL) == -signal.SIGKILL
