@@ -54,7 +54,7 @@ DERIVED = {"object_rel": (("object_poses", "ee_pos"), _object_rel),
 
 # Standardisation fixed per feature rather than taken from the data: (mean, std). The chunk's
 # phase enters about 30 times larger than a unit-variance input, so the hidden layers split by
-# phase: on push (README, "What the residual can fix") three 100k-step runs with it scored
+# phase: on push (docs/residual-study.md) three 100k-step runs with it scored
 # 0.88-0.895 on held-out seeds, one with chunk_left's own std (0.29) 0.785.
 FIXED_STATS = {"chunk_left": (0.5, 0.01)}
 
