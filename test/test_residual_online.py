@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from robot_rl.data.replay import ReplayBuffer
-from robot_rl.policies.residual.config import DEFAULT_SCALE, ResidualConfig
+from robot_rl.policies.residual.config import ResidualConfig
 from robot_rl.policies.residual.model import ResidualActor, ResidualPolicy, default_normalizer
 from robot_rl.policies.residual.online import CHECKPOINT, REPLAY, OnlineResidual
 from arms import HOME_QPOS, joint_limits

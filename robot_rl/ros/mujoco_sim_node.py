@@ -37,7 +37,8 @@ from robot_rl.errors import CommandError, ConfigError, DataError  # noqa: E402
 from robot_rl.ros import msgs  # noqa: E402
 from robot_rl.ros.params import declare_config  # noqa: E402
 from robot_rl.ros.spin import run_node  # noqa: E402
-from robot_rl.runtime.safety import CommandGuard  # noqa: E402
+from robot_rl.runtime.joints import JointMap  # noqa: E402
+from robot_rl.runtime.safety import guard_for_robot  # noqa: E402
 from robot_rl.robot import load_robot  # noqa: E402
 
 MODES = ("realtime", "lockstep")
@@ -99,13 +100,9 @@ class MujocoSimNode(Node):
         except ValueError as e:
             raise ConfigError(f"mujoco_sim: {e}") from e
         env = self.env
-        robot = env.robot
-        max_step = robot.max_step(c.control_dt)
-        if c.max_step > 0:
-            max_step = np.where(robot.is_gripper(), max_step, c.max_step)
-        if c.gripper_max_step > 0:
-            max_step = np.where(robot.is_gripper(), c.gripper_max_step, max_step)
-        self.guard = CommandGuard(env.joint_names, env.joint_lower, env.joint_upper, max_step)
+        # the driver's own limits, in the robot's joint order: a target is approached at most a step per tick
+        self.guard = guard_for_robot(env.robot, JointMap(env.joint_names), c.control_dt, c.max_step,
+                                     c.gripper_max_step, startup_ticks=0)
         self._resets = 0
         self._started = False
         self._time_offset = 0.0

@@ -95,14 +95,15 @@ def train_config(args: argparse.Namespace, robot: str = "arm") -> ResidualTrainC
 
 
 def run(args: argparse.Namespace) -> int:
-    from robot_rl.data.dataset import EpisodeDataset
+    from pathlib import Path
 
-    from robot_rl.policies.fit import check_robot, policy_robot
+    from robot_rl.data.dataset import EpisodeDataset
+    from robot_rl.policies.checkpoint import read_robot
+    from robot_rl.policies.fit import check_robot
     from robot_rl.robot import load_robot
 
     demos = EpisodeDataset.open(args.demos) if args.demos else None
-    make_base = base_factory(args.base, args.base_noise_scale, args.base_action_horizon, args.robot)
-    trained = policy_robot(make_base())
+    trained = read_robot(args.base) if Path(args.base).is_dir() else None  # a checkpoint's robot.json
     robot = load_robot(args.robot) if args.robot else (trained or load_robot())
     check_robot(trained, robot, f"--base {args.base}")
     if demos is not None:

@@ -1,7 +1,7 @@
 """Every knob of residual off-policy RL (ResFiT-style), with defaults."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 from robot_rl.errors import ConfigError
 from robot_rl.robot import load_robot
