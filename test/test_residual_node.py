@@ -25,7 +25,7 @@ from robot_rl.ros.residual_policy_node import chunk_on_grid
 from arms import HOME_QPOS, JOINT_NAMES, joint_limits
 from arms import tcp_positions
 from ros_helpers import wait_for
-from test_diffusion_node import train_tiny
+from tiny_policy import train_tiny
 from test_residual_online import tiny, wild
 
 pytestmark = pytest.mark.integration

@@ -159,7 +159,7 @@ def test_sim_steering_graph_runs_episodes_on_the_critics_choices(nodes, probe, t
     /policy/action_chunk carries those choices only (the diffusion node publishes no chunk)."""
     import yaml
 
-    from test_diffusion_node import train_tiny
+    from tiny_policy import train_tiny
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the node processes: fair on a shared 2-core machine
     diffusion = train_tiny(tmp_path, [tmp_path / "diffusion"])[0]

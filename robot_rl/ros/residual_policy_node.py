@@ -1,5 +1,8 @@
 """residual_policy: ResFiT on a live arm. A learned per-step correction on top of any base policy.
 
+This file is the ROS side (parameters, topics, callbacks, publishing); the rules below run in
+robot_rl/runtime/residual_runner.py, without ROS.
+
 The base is a black box that publishes its chosen chunks on /policy/action_chunk
 (JointTrajectory stamped with the observation time, point j at j * dt; e.g. the diffusion_policy
 node with `publish_commands: false`). This node sends the commands:
@@ -38,352 +41,68 @@ are relabelled into the demo buffer first; a topic base cannot relabel them.
 """
 from __future__ import annotations
 
-import functools
 import sys
-from dataclasses import dataclass, field, replace
 
-import numpy as np
-import torch
 from geometry_msgs.msg import PoseArray
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Float32, Float64MultiArray, Header
 from trajectory_msgs.msg import JointTrajectory
 
-from robot_rl.errors import ConfigError, DataError
-from robot_rl.policies import chunk_context
-from robot_rl.policies.chunk_context import KEYS as CHUNK_KEYS
-from robot_rl.runtime.arm import ArmConfig, ArmInterface
-from robot_rl.runtime.chunk_executor import ChunkExecutor
-from robot_rl.runtime.observations import LatestMessages, Missing
-from robot_rl.policies.features import feature_columns, source_keys, state_vector
-from robot_rl.policies.residual.config import ResidualConfig
-from robot_rl.policies.residual.model import ResidualActor, ResidualPolicy, default_normalizer, residual_normalizer
-from robot_rl.policies.residual.space import space_for
-from robot_rl.policies.residual.online import OnlineResidual
-from robot_rl.robot import load_robot
+from robot_rl.errors import DataError
 from robot_rl.ros import msgs
 from robot_rl.ros.base_node import BaseNode
-from robot_rl.runtime.control_ticks import ControlTicks
-from robot_rl.runtime.episode_start import EpisodeStart
 from robot_rl.ros.params import declare_config
 from robot_rl.ros.spin import run_node
+from robot_rl.runtime.residual_runner import ResidualPolicyConfig, ResidualRunner, chunk_on_grid
+
+__all__ = ["ResidualPolicyConfig", "ResidualPolicyNode", "chunk_on_grid", "main"]
 
 COMMANDS = "/forward_position_controller/commands"
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-OBS_KEYS = ("joint_pos", "joint_vel", "ee_pos", "ee_quat", "object_poses")
-OVERRIDES = ("warmup_steps", "critic_warmup_updates", "batch_size", "utd_ratio", "exploration_noise", "noise_correlation")
-
-
-@dataclass
-class ResidualPolicyConfig(ArmConfig):
-    residual_checkpoint: str = field(default="", metadata={"help": "residual checkpoint folder; empty: a zero residual (the base exactly)"})
-    control_dt: float = field(default=0.1, metadata={"help": "control period (s of observation time); the base's chunk spacing"})
-    max_age: float = field(default=0.5, metadata={"help": "hold when an observation, or a tick's wait for its base action, is older than this (s)"})
-    sync_tolerance: float = field(default=0.02, metadata={"help": "object poses within this (s) of the joint states are one observation"})
-    learn: bool = field(default=False, metadata={"help": "explore and train the residual online (TD3 in a learner thread)"})
-    reward: str = field(default="success", metadata={"help": "learn: success (1 on /task/success, sparse) or reward (/task/reward)"})
-    out_dir: str = field(default="runs/residual_online", metadata={"help": "learn: checkpoint/ and replay.npz are written here"})
-    checkpoint_every: int = field(default=1000, metadata={"help": "learn: save a checkpoint every this many updates"})
-    warmup_steps: int = field(default=-1, metadata={"help": "learn: steps of base + small noise before updates; -1: the checkpoint's"})
-    critic_warmup_updates: int = field(default=-1, metadata={"help": "learn: critic-only updates before the actor moves; -1: the checkpoint's"})
-    batch_size: int = field(default=-1, metadata={"help": "learn: batch size; -1: the checkpoint's"})
-    utd_ratio: int = field(default=-1, metadata={"help": "learn: updates per transition; -1: the checkpoint's"})
-    exploration_noise: float = field(default=-1.0, metadata={"help": "learn: noise std in units of residual_scale; -1: the checkpoint's"})
-    noise_correlation: float = field(default=-1.0, metadata={"help": "learn: AR(1) correlation of that noise between ticks; -1: the checkpoint's"})
-    residual_space: str = field(default="", metadata={"help": "learn without residual_checkpoint: joint or task (held TCP offset); empty: ResidualConfig's default"})
-    demo_dataset: str = field(default="", metadata={"help": "learn: demonstrations for the demo buffer (needs base_checkpoint)"})
-    base_checkpoint: str = field(default="", metadata={"help": "the base as a policy, to relabel demo_dataset: a checkpoint folder, expert:<task> or hold"})
-    chunk_lead: int = field(default=1, metadata={"help": "actions at the end of each base chunk that only bridge its next inference (the diffusion_policy node's request_lead); the chunk features end before them"})
-    seed: int = field(default=0, metadata={"help": "seed of the exploration noise and the networks"})
-    torch_threads: int = field(default=1, metadata={"help": "torch threads (small MLPs: one is fastest)"})
-
-    def __post_init__(self):
-        super().__post_init__()
-        for name in ("control_dt", "max_age"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
-        if self.sync_tolerance < 0 or self.chunk_lead < 0 or self.checkpoint_every < 1 or self.torch_threads < 1:
-            raise ConfigError("sync_tolerance and chunk_lead must be >= 0, checkpoint_every and torch_threads >= 1")
-        if self.reward not in ("success", "reward"):
-            raise ConfigError(f"reward must be success or reward, got {self.reward!r}")
-        if self.residual_space and self.residual_checkpoint:
-            raise ConfigError("residual_space is the checkpoint's: set it only to learn without residual_checkpoint")
-
-    def overrides(self) -> dict:
-        """The learning knobs set here (not -1), for dataclasses.replace on the ResidualConfig."""
-        knobs = {k: getattr(self, k) for k in OVERRIDES if getattr(self, k) >= 0}
-        if self.residual_space:  # its own default scale: the sizes differ between spaces
-            knobs.update(residual_space=self.residual_space, residual_scale=())
-        return knobs
-
-
-def chunk_on_grid(times: np.ndarray, actions: np.ndarray, dt: float) -> np.ndarray:
-    """A chunk's actions at 0, dt, 2 dt, ... (linear interpolation when its points are spaced otherwise)."""
-    grid = np.arange(int(np.floor(times[-1] / dt + 1e-6)) + 1) * dt
-    if len(grid) == len(times) and np.allclose(times, grid, atol=1e-6):
-        return actions
-    if np.any(np.diff(times) <= 0):
-        raise DataError("chunk times must increase")
-    return np.stack([np.interp(grid, times, actions[:, j]) for j in range(actions.shape[1])], 1)
 
 
 class ResidualPolicyNode(BaseNode):
     def __init__(self, **kwargs):
         super().__init__("residual_policy", **kwargs)
         self.config = c = declare_config(self, ResidualPolicyConfig)
-        torch.set_num_threads(c.torch_threads)
-        torch.manual_seed(c.seed)
-        self.chunks = ChunkExecutor(c.control_dt, action_horizon=1)
-
-        self.policy = ResidualPolicy.from_checkpoint(c.residual_checkpoint) if c.residual_checkpoint else None  # bad: exit 2
-        trained = load_robot(self.policy.cfg.robot) if self.policy else None
-        self.arm = ArmInterface.build(c, c.control_dt, trained, what=f"residual {c.residual_checkpoint or '(none)'}")
-        try:
-            base_cfg = self.policy.cfg if self.policy else ResidualConfig(robot=self.arm.robot.name)
-            self.cfg = replace(base_cfg, **c.overrides())
-        except (ConfigError, ValueError) as e:
-            raise ConfigError(f"node residual_policy: {e}") from e
-        self.obs_keys = self.cfg.obs_keys if (self.policy or c.learn) else ("joint_pos",)
-        self._features = space_for(self.cfg).feature_dim  # appended to the state vector by the residual
-        self._sources = source_keys(self.obs_keys)  # what the topics provide (derived keys: features.py)
-        self._with_chunk = any(k in CHUNK_KEYS for k in self._sources)  # chunk_end_rel, chunk_left
-        unknown = [k for k in self._sources if k not in OBS_KEYS + CHUNK_KEYS]
-        if unknown:
-            raise ConfigError(f"{c.residual_checkpoint or 'residual config'}: no topic provides the observation keys {unknown}")
-        self.online: OnlineResidual | None = None
-        self._demos = self._open_demos() if c.learn else None
-        if c.learn and (self.policy is not None or self._demos is not None):
-            self._start_learning(self.policy.actor if self.policy else self._actor_from_demos())
-
-        self._joints = None  # (stamp, receive time, q, v) in the robot's joint order
-        self._latest = LatestMessages(c.max_age, c.sync_tolerance)  # /task/object_poses
-        self._reward = self._success = None
-        self._ticks = ControlTicks(c.control_dt)
-        self._waiting = None  # the latest tick, until its base action arrives: (t, received, obs, reward, success)
-        self._episode = EpisodeStart()  # from /sim/episode_start
-        self._guard_needs_reference = True
-        self._stale = False
-        self.commands = 0
-
         self.pub_cmd = self.create_publisher(Float64MultiArray, COMMANDS, RELIABLE)
+        self.runner = ResidualRunner(c, self.get_logger(), self._now,  # a bad checkpoint: one line, exit 2
+                                     command=lambda command: self.pub_cmd.publish(msgs.array_to_msg(command)))
         # Created before /joint_states: when both are ready, the episode start, this tick's reward
         # and poses are taken first (the sim publishes them before the joint states).
-        self.create_subscription(Header, "/sim/episode_start", self._on_episode_start, LATCHED)
-        self.create_subscription(Float32, "/task/reward", self._on_reward, RELIABLE)
-        self.create_subscription(Bool, "/task/success", self._on_success, RELIABLE)
-        if "object_poses" in self._sources:
+        self.create_subscription(Header, "/sim/episode_start",
+                                 lambda m: self.runner.episode_start(msgs.from_time(m.stamp)), LATCHED)
+        self.create_subscription(Float32, "/task/reward", lambda m: self.runner.reward(m.data), RELIABLE)
+        self.create_subscription(Bool, "/task/success", lambda m: self.runner.success(m.data), RELIABLE)
+        if self.runner.needs_poses:
             self.create_subscription(PoseArray, "/task/object_poses", self._on_poses, RELIABLE)
         self.create_subscription(JointTrajectory, "/policy/action_chunk", self._on_chunk, RELIABLE)
         self.create_subscription(JointState, "/joint_states", self._on_joints, RELIABLE)
-        self.create_timer(c.max_age / 2, self._watchdog)
-        self.get_logger().info(f"residual {c.residual_checkpoint or '(none: zero, the base exactly)'}, learn {c.learn}"
-                               + (f", out_dir {c.out_dir}" if c.learn else "") + f"; {self.arm.describe()}")
-        learned_on = self.policy.base_deployment() if self.policy is not None else {}
-        if learned_on:  # the base is a black box on a topic: these are the diffusion node's to set
-            self.get_logger().info(f"this residual learned on its base with {learned_on}: give the diffusion_policy "
-                                   "node the same parameters")
-
-    # ------------------------------------------------------------------ set-up
-    def _open_demos(self):
-        c = self.config
-        if not c.demo_dataset:
-            return None
-        if not c.base_checkpoint:
-            self.get_logger().info("demo_dataset given without base_checkpoint: skipping the demos "
-                                   "(relabelling runs the base itself; a base on a topic cannot)")
-            return None
-        from robot_rl.data.dataset import EpisodeDataset
-        from robot_rl.policies.loading import load_policy
-        from robot_rl.policies.residual.learner import label_demos
-
-        dataset, base = EpisodeDataset.open(c.demo_dataset), load_policy(c.base_checkpoint, robot=self.arm.robot)
-        return functools.cache(lambda: label_demos(dataset, base, self.obs_keys))  # run the base over them once
-
-    def _actor_from_demos(self) -> ResidualActor:
-        """No checkpoint: a zero residual, observations standardised with the demos' statistics."""
-        from robot_rl.policies.residual.learner import demo_states
-
-        labelled = self._demos()
-        first = {k: v[0] for k, v in labelled[0].items()}  # one step: where each feature sits in the state
-        norm = residual_normalizer(self.cfg, demo_states(labelled, self.obs_keys, self.cfg.robot),
-                                   feature_columns(first, self.obs_keys, first["base"], self.cfg.robot))
-        return ResidualActor(len(norm.obs_mean), self.cfg, norm)
-
-    def _start_learning(self, actor: ResidualActor) -> None:
-        c = self.config
-        self.online = OnlineResidual(actor, self.cfg, c.out_dir, c.control_dt, c.checkpoint_every, c.seed,
-                                     self._demos, log=self.get_logger().info)
-
-    # ------------------------------------------------------------------ helpers
-    def _hold(self, reason: str) -> None:
-        if not self._stale:  # once per spell
-            self.get_logger().warning(f"holding position, no new commands: {reason}")
-            self._stale = True
-
-    def _reset(self, reason: str) -> None:
-        """New episode (or time went back): no chunk, no waiting tick, a fresh transition chain."""
-        self.chunks.reset()
-        self._waiting = None
-        self._ticks.reset()
-        self._guard_needs_reference = True
-        if self.online is not None:
-            self.online.end_episode()
-        if self.policy is not None:
-            self.policy.space.reset()  # task space: the held offset belongs to one episode
-        self.get_logger().info(f"reset: {reason}")
-
-    # ------------------------------------------------------------------ callbacks
-    def _on_episode_start(self, msg: Header) -> None:
-        start = msgs.from_time(msg.stamp)
-        if self._episode.announce(start, self._joints[0] if self._joints else None):
-            self._reset(f"episode started at {start:.3f} (announced late)")
-
-    def _on_reward(self, msg: Float32) -> None:
-        self._reward = float(msg.data)
-
-    def _on_success(self, msg: Bool) -> None:
-        self._success = bool(msg.data)
+        self.create_timer(c.max_age / 2, self.runner.watchdog)
 
     def _on_poses(self, msg: PoseArray) -> None:
-        self._latest.put("/task/object_poses", msgs.from_time(msg.header.stamp), msgs.poses_from_msg(msg))
-        self._maybe_tick()
+        try:
+            poses = msgs.poses_from_msg(msg)
+        except DataError as e:
+            self.get_logger().error(f"/task/object_poses: {e}", throttle_duration_sec=5.0)
+            return
+        self.runner.poses(msgs.from_time(msg.header.stamp), poses)
 
     def _on_joints(self, msg: JointState) -> None:
-        try:
-            q, v = self.arm.joint_state(msg.name, msg.position, msg.velocity)
-        except DataError as e:
-            self.get_logger().error(f"/joint_states: {e}; ignoring the message", throttle_duration_sec=5.0)
-            return
-        stamp = msgs.from_time(msg.header.stamp)
-        if self._episode.begins(stamp):
-            self._reset(f"episode starting at {self._episode.start:.3f}")
-        elif self._joints is not None and stamp < self._joints[0] - 1e-6:
-            self._reset(f"/joint_states stamps went back from {self._joints[0]:.3f} to {stamp:.3f}")
-        self._joints = (stamp, self._now(), q, v)
-        self._maybe_tick()
+        self.runner.joint_state(msg.name, msg.position, msg.velocity, msgs.from_time(msg.header.stamp))
 
     def _on_chunk(self, msg: JointTrajectory) -> None:
         try:
             names, times, positions = msgs.trajectory_from_msg(msg)
-            if not len(times):
-                raise DataError("the chunk has no points")
-            actions = chunk_on_grid(times, msgs.reorder(names, positions.T, self.arm.joints.mapped).T,
-                                    self.config.control_dt)
         except DataError as e:
             self.get_logger().error(f"/policy/action_chunk: {e}", throttle_duration_sec=5.0)
             return
-        stamp = msgs.from_time(msg.header.stamp)
-        if self._episode.before(stamp):
-            return  # computed in the previous episode
-        if self._episode.begins(stamp):  # the base answered the episode's first observation before we saw it
-            self._reset(f"episode starting at {self._episode.start:.3f} (base chunk first)")
-        delivery = self.chunks.deliver(stamp, actions, self.chunks.generation)
-        if delivery.action is not None and self._waiting is not None:
-            waiting, self._waiting = self._waiting, None
-            self._act(*waiting, delivery.action, delivery.index)
-
-    def _observation(self, t: float, q: np.ndarray, v: np.ndarray) -> dict | None:
-        """The residual's observation at `t`, or None (wait for the poses of this tick, or hold)."""
-        obs = {"joint_pos": q.astype(np.float32), "joint_vel": v.astype(np.float32)}
-        if "ee_pos" in self._sources or "ee_quat" in self._sources:
-            obs["ee_pos"], obs["ee_quat"] = self.arm.ee_pose(q)
-        if "object_poses" in self._sources:
-            poses = self._latest.at("/task/object_poses", t)
-            if isinstance(poses, Missing):
-                if poses.kind == "first":
-                    self._warn_once("poses", poses.reason)
-                elif poses.kind == "stale":
-                    self._hold(poses.reason)  # "pending": this tick's poses may still be on their way
-                return None
-            obs["object_poses"] = poses.astype(np.float32)
-        return obs
-
-    def _maybe_tick(self) -> None:
-        if self._joints is None:
-            return
-        c = self.config
-        t, received, q, v = self._joints
-        if not self._ticks.due(t):
-            return  # answered already, or a faster joint state stream: not a control tick
-        if self._now() - received > c.max_age:
-            self._hold(f"/joint_states received {self._now() - received:.2f} s ago")
-            return
-        obs = self._observation(t, q, v)
-        if obs is None:
-            return
-        self._ticks.take(t)
-        if self._guard_needs_reference:
-            self.arm.reset_guard(q)
-            self._guard_needs_reference = False
-        else:
-            self.arm.observe(q)
-        if self._waiting is not None:
-            self._hold(f"no base action came for the tick at {self._waiting[0]:.3f}")
-        if c.learn and self._success is None:
-            self._warn_once("reward", "no /task/success yet: recording reward 0 and no terminal until it comes")
-        reward = self._reward if c.reward == "reward" else float(bool(self._success))
-        self._waiting = (t, received, obs, reward or 0.0, bool(self._success))
-        tick = self.chunks.tick(t)
-        if tick.action is not None:
-            waiting, self._waiting = self._waiting, None
-            self._act(*waiting, tick.action, tick.index)
-
-    # ------------------------------------------------------------------ commands
-    def _act(self, t, received, obs, reward, success, base, index) -> None:
-        """base + residual through the guard, for the tick at `t`; `base` is action `index` of the current chunk."""
-        c = self.config
-        if self._now() - received > c.max_age:
-            self._hold(f"the base action for the tick at {t:.3f} came after max_age")
-            return
-        if self._with_chunk:
-            obs = {**obs, **chunk_context.from_chunk(self.chunks.chunk_actions, index, c.chunk_lead)}
-        vec = state_vector(obs, self.obs_keys, base, self.cfg.robot)  # derived keys may read the base action (features.py)
-        if self.online is None and c.learn:  # no checkpoint, no demos: the first observation sizes it
-            dim = len(vec) + self._features
-            self._start_learning(ResidualActor(dim, self.cfg, default_normalizer(dim, robot=self.cfg.robot)))
-        actor = self.online.actor if self.online else (self.policy.actor if self.policy else None)
-        if actor is not None and len(vec) + self._features != actor.norm.obs_mean.numel():
-            self._warn_once("dim", f"the observation {list(self.obs_keys)} has {len(vec)} values, the residual "
-                            f"expects {actor.norm.obs_mean.numel()} (a different task?): holding", error=True)
-            return
-        if self.online is not None:
-            self.online.observe(t, vec, base, reward, success)  # closes the previous transition
-            action = self.online.act(vec, base)
-        elif self.policy is not None:
-            action = self.policy.step(vec, base)
-        else:
-            action = base
-        result = self.arm.command(action)
-        if result.command is None:
-            return  # no reference position yet
-        if result.refusal is not None:
-            self.get_logger().error(f"{COMMANDS}: action refused: {result.refusal}", throttle_duration_sec=5.0)
-        elif self.online is not None:
-            self.online.executed(t, vec, base, self.arm.to_policy(result.command))
-        self.pub_cmd.publish(msgs.array_to_msg(result.command))
-        self.commands += 1
-        if self._stale:
-            self._stale = False
-            self.get_logger().info("base actions and observations are fresh again: resuming")
-
-    def _watchdog(self) -> None:
-        if self._waiting is not None and self._now() - self._waiting[1] > self.config.max_age:
-            self._hold(f"no base action came for the tick at {self._waiting[0]:.3f} within max_age")
-            self._waiting = None
-        if self._joints is not None and self._now() - self._joints[1] > self.config.max_age:
-            self._hold(f"no /joint_states for {self._now() - self._joints[1]:.2f} s")
+        self.runner.base_chunk(names, times, positions, msgs.from_time(msg.header.stamp))
 
     def close(self) -> None:
-        self._joints = None  # no more ticks: commands stop
-        self.get_logger().info(f"{self.commands} commands")
-        if self.online is not None:
-            saved = self.online.close()
-            if saved is None:
-                self.get_logger().info(f"nothing learned yet: no checkpoint written to {self.config.out_dir}")
-            else:
-                self.get_logger().info(f"{self.online.updates} updates; saved {saved[0]} and {saved[1]}")
+        self.runner.close()
 
 
 def main(args=None) -> int:

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -50,6 +49,7 @@ from robot_rl.ros import msgs
 from robot_rl.ros.base_node import BaseNode
 from robot_rl.ros.candidates import msg_to_candidates
 from robot_rl.runtime.episode_start import EpisodeStart
+from robot_rl.runtime.stamped_history import StampedHistory
 from robot_rl.ros.params import declare_config
 from robot_rl.ros.spin import run_node
 from robot_rl.robot import load_robot
@@ -85,10 +85,8 @@ class ValueSteeringNode(BaseNode):
                                       startup=False)  # chunk points: each a step from the one before
         self.guard = self.arm.guard  # controller order
         self.rng = np.random.default_rng(c.seed)
-        self._lock = threading.Lock()
-        self._arrived = threading.Condition(self._lock)  # an observation came in
-        self._joints: deque = deque(maxlen=50)  # (stamp, joint_pos in the robot's order)
-        self._poses: deque = deque(maxlen=50)  # (stamp, (K, 7))
+        self._lock = threading.Lock()  # guard, episode, staleness
+        self._history = StampedHistory(("joints", "poses"))  # joint_pos in the robot's order; (K, 7) poses
         self._received: float | None = None  # node-clock time the newest joint state came
         self._episode = EpisodeStart()  # from /sim/episode_start
         self._stale = False
@@ -129,27 +127,22 @@ class ValueSteeringNode(BaseNode):
         with self._lock:
             if self._episode.begins(stamp):  # a new episode's first observation: clamp from here,
                 self.get_logger().info(f"episode starting at {stamp:.3f}: guard reference from /joint_states")
-                self._reseed_locked(q)  # not from the old episode's last command
+                self.arm.reset_guard(q)  # not from the old episode's last command
             elif self.guard.last is None:
-                self._reseed_locked(q)
+                self.arm.reset_guard(q)
             else:
                 self.arm.observe(q)
-            self._joints.append((stamp, q))
+            self._history.put("joints", stamp, q)
             self._received = now
-            self._arrived.notify_all()
 
     def _on_episode_start(self, msg: Header) -> None:
         """/sim/episode_start: re-seed the guard at the episode's first observation (now, if it came first)."""
         start = msgs.from_time(msg.stamp)
         with self._lock:
-            newest = self._joints[-1] if self._joints else None
+            newest = self._history.newest("joints")
             if self._episode.announce(start, newest[0] if newest else None):
                 self.get_logger().info(f"episode started at {start:.3f} (announced late): guard reference from /joint_states")
-                self._reseed_locked(newest[1])
-
-    def _reseed_locked(self, q: np.ndarray) -> None:
-        """Measured joint positions (the robot's order) become the guard's reference."""
-        self.arm.reset_guard(q)
+                self.arm.reset_guard(newest[1])
 
     def _staleness_locked(self, stamp: float) -> str | None:
         """Why candidates stamped `stamp` must not be executed now (stale inputs), or None."""
@@ -158,7 +151,7 @@ class ValueSteeringNode(BaseNode):
         age = self._now() - self._received
         if age > self.config.max_age:
             return f"no /joint_states for {age:.2f} s"
-        lag = self._joints[-1][0] - stamp
+        lag = self._history.newest("joints")[0] - stamp
         if lag > self.config.max_age:
             return f"the candidates' observation is {lag:.2f} s older than /joint_states"
         return None
@@ -169,9 +162,10 @@ class ValueSteeringNode(BaseNode):
             return
         self._stale = True
         self.get_logger().warning(f"inputs are stale ({reason}): holding position until fresh candidates")
-        if not self._joints:
+        newest = self._history.newest("joints")
+        if newest is None:
             return
-        self._reseed_locked(self._joints[-1][1])
+        self.arm.reset_guard(newest[1])
         self.pub_traj.publish(msgs.trajectory_to_msg(self.guard.joint_names, [0.0], self.guard.last[None], 0.0))
 
     def _watchdog(self) -> None:
@@ -182,39 +176,29 @@ class ValueSteeringNode(BaseNode):
                     self._hold_locked(f"no /joint_states for {age:.2f} s")
 
     def _on_poses(self, msg: PoseArray) -> None:
-        with self._lock:
-            self._poses.append((msgs.from_time(msg.header.stamp), msgs.poses_from_msg(msg)))
-            self._arrived.notify_all()
+        try:
+            self._history.put("poses", msgs.from_time(msg.header.stamp), msgs.poses_from_msg(msg))
+        except RobotRLError as e:
+            self.get_logger().error(f"/task/object_poses: {e}", throttle_duration_sec=5.0)
 
     def _observation(self, stamp: float) -> dict | None:
         """The observation the candidates were sampled from: messages nearest their stamp."""
-        need_poses = "object_poses" in self.value.cfg.obs_keys
-        due = stamp - self.config.sync_tolerance
-
-        def arrived() -> bool:
-            return (bool(self._joints) and self._joints[-1][0] >= due
-                    and (not need_poses or (bool(self._poses) and self._poses[-1][0] >= due)))
-
-        with self._arrived:  # scoring runs in its own thread: the observation callbacks go on
-            self._arrived.wait_for(arrived, timeout=OBS_WAIT)
-            joints, poses = list(self._joints), list(self._poses)
-        if not joints:
+        tol = self.config.sync_tolerance
+        need = ("joints", "poses") if "object_poses" in self.value.cfg.obs_keys else ("joints",)
+        self._history.wait_for(stamp - tol, need, OBS_WAIT)  # scoring has its own thread: callbacks go on
+        q = self._history.nearest("joints", stamp, tol)
+        if q is None:
             return None
-        t_q, q = min(joints, key=lambda jq: abs(jq[0] - stamp))
-        if abs(t_q - stamp) > self.config.sync_tolerance:
-            return None
-        ee_pos, _ = self.arm.ee_pose(q)
-        obs = {"joint_pos": q.astype(np.float32), "ee_pos": ee_pos}
-        if poses:
-            t_p, p = min(poses, key=lambda tp: abs(tp[0] - stamp))
-            if abs(t_p - stamp) <= self.config.sync_tolerance:
-                obs["object_poses"] = p.astype(np.float32)
+        obs = {"joint_pos": q.astype(np.float32), "ee_pos": self.arm.ee_pose(q)[0]}
+        poses = self._history.nearest("poses", stamp, tol)
+        if poses is not None:
+            obs["object_poses"] = poses.astype(np.float32)
         return obs
 
     def _on_candidates(self, msg: JointTrajectory) -> None:
         try:
             names, stamp, times, chunks = msg_to_candidates(msg)
-            chunks = np.stack([msgs.reorder(names, ch.T, self.arm.joints.mapped).T for ch in chunks])
+            chunks = np.stack([self.arm.joints.from_points(names, chunk) for chunk in chunks])
         except RobotRLError as e:
             self.get_logger().error(f"/policy/candidates: {e}", throttle_duration_sec=5.0)
             return

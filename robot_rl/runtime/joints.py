@@ -83,6 +83,20 @@ class JointMap:
             raise DataError(f"non-finite joint positions or velocities for {[n for n, x in zip(self.mapped, q) if not np.isfinite(x)]}")
         return q, v
 
+    def from_points(self, names: Sequence[str], positions) -> np.ndarray:
+        """Trajectory points (M, len(names)) given for `names` -> (M, policy joints), by name.
+        Extra joints are ignored; a missing joint or wrong sizes raise DataError (non-finite values
+        pass: the guard refuses the ticks they would command, and only those)."""
+        names = list(names)
+        positions = np.asarray(positions, np.float64)
+        if positions.ndim != 2 or positions.shape[1] != len(names):
+            raise DataError(f"{len(names)} joint names but points of shape {positions.shape}")
+        index = {n: i for i, n in enumerate(names)}
+        missing = [n for n in self.mapped if n not in index]
+        if missing:
+            raise DataError(f"joints {missing} missing from a trajectory with joints {names}")
+        return positions[:, [index[n] for n in self.mapped]]
+
     def describe(self) -> str:
         pairs = [f"{p}->{c}" for p, c in zip(self.policy_joints, self.mapped) if p != c]
         return f"controller {list(self.controller_joints)}" + (f", mapped {pairs}" if pairs else "")

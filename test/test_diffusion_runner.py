@@ -1,0 +1,104 @@
+"""The diffusion_policy node's core without ROS: the same commands as DiffusionPolicy.act.
+
+The runner (robot_rl/runtime/diffusion_runner.py) gets the simulator's joint states and object
+poses as plain arrays (the end-effector pose from forward kinematics), in lock-step (request_lead 0: every Ta-th tick waits for its chunk), and
+its guarded commands drive the simulator; the in-process policy, fed the same observations,
+must produce the same actions. Bad input (a malformed joint state) and stale input (no joint
+state for longer than max_age) produce no command; fresh input resumes.
+"""
+from __future__ import annotations
+
+import queue
+
+import numpy as np
+import pytest
+
+from robot_rl.runtime.diffusion_runner import DiffusionPolicyConfig, DiffusionRunner, Outputs
+from robot_rl.runtime.logs import RateLimitedLogger
+from arms import JOINT_NAMES
+from tiny_policy import train_tiny
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    root = tmp_path_factory.mktemp("diffusion_runner")
+    return train_tiny(root, [root / "ckpt"], steps=(100,))[0]
+
+
+class Clock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def make_runner(checkpoint, clock, **overrides):
+    commands: queue.Queue = queue.Queue()
+    config = DiffusionPolicyConfig(checkpoint=str(checkpoint), noise_scale=0.0, request_lead=0,
+                                   max_step=10.0, gripper_max_step=1.0, **overrides)
+    runner = DiffusionRunner(config, RateLimitedLogger("diffusion_runner_test"), clock, Outputs(
+        command=commands.put, chunk=lambda names, stamp, windows: None, status=lambda status: None,
+        loaded=lambda: None))
+    runner.install(runner.prepare(str(checkpoint)))
+    return runner, commands
+
+
+def feed(runner, clock, obs, t):
+    clock.t = t
+    runner.observation("/task/object_poses", t, obs["object_poses"])
+    runner.joint_state(JOINT_NAMES, obs["joint_pos"], obs["joint_vel"], t)
+
+
+def test_lock_step_commands_are_the_policys_actions(checkpoint, torch_one_thread):
+    from robot_rl.policies.diffusion.model import DiffusionPolicy
+    from robot_rl.policies.loading import with_deployment
+    from robot_rl.sim.env import ArmEnv
+
+    clock = Clock()
+    runner, commands = make_runner(checkpoint, clock)
+    policy = with_deployment(DiffusionPolicy.from_checkpoint(checkpoint), checkpoint, noise_scale=0.0)
+    policy.reset(0)
+    env = ArmEnv("reach")
+    obs, _ = env.reset(seed=2_000_000)
+    lo, hi = env.robot.lower, env.robot.upper
+    try:
+        for k in range(12):
+            # the runner computes ee_pos from joint_pos by forward kinematics, as on a real arm
+            seen = {**obs, "ee_pos": runner.model.arm.ee_pose(obs["joint_pos"])[0]}
+            expected = np.clip(policy.act(seen), lo, hi)
+            feed(runner, clock, obs, 0.1 * k)
+            command = commands.get(timeout=30.0)  # a request tick waits for its chunk
+            np.testing.assert_allclose(command, expected, atol=1e-4, err_msg=f"tick {k}")
+            assert commands.empty(), "one command per tick"
+            obs, *_ = env.step(command)
+        assert runner.status()["chunks"] == 3  # 12 ticks, Ta 4
+    finally:
+        runner.close()
+        env.close()
+
+
+def test_malformed_and_stale_joint_states_command_nothing(checkpoint, torch_one_thread, caplog):
+    from robot_rl.sim.env import ArmEnv
+
+    clock = Clock()
+    runner, commands = make_runner(checkpoint, clock, max_age=0.5)
+    env = ArmEnv("reach")
+    obs, _ = env.reset(seed=2_000_001)
+    try:
+        feed(runner, clock, obs, 0.0)
+        commands.get(timeout=30.0)
+        clock.t = 0.1
+        runner.joint_state(JOINT_NAMES, obs["joint_pos"][:7], obs["joint_vel"], 0.1)  # 8 names, 7 positions
+        runner.joint_state(JOINT_NAMES, np.full(8, np.nan), obs["joint_vel"], 0.1)  # rate-limited: no 2nd line
+        assert caplog.text.count("/joint_states: 8 names but 7 positions; ignoring the message") == 1
+        assert commands.empty()
+        clock.t = 5.0  # no usable joint state for 4.9 s: the watchdog holds
+        runner.watchdog()
+        assert runner.status()["holding"] and commands.empty()
+        feed(runner, clock, obs, 5.0)  # fresh again
+        assert np.all(np.isfinite(commands.get(timeout=30.0)))
+        assert not runner.status()["holding"]
+    finally:
+        runner.close()
+        env.close()
