@@ -158,3 +158,49 @@ def test_cpu_checkpoint_loads_on_gpu_and_back(saved, tmp_path):
     back = DiffusionPolicy.from_checkpoint(tmp_path / "from_gpu", device="cpu")
     for key, value in policy.state_dict().items():
         assert torch.equal(back.state_dict()[key], value)
+
+
+@pytest.mark.parametrize("key", ["obs_keys", "noise_scale", "action_horizon"])
+def test_a_config_key_missing_is_refused_not_defaulted(saved, key):
+    _, saved = saved
+    """With obs_keys deleted the same weights used to load and act 0.5 rad differently."""
+    cfg = json.loads((saved / CONFIG).read_text())
+    del cfg[key]
+    (saved / CONFIG).write_text(json.dumps(cfg))
+    with pytest.raises(DataError, match=rf"config.json: invalid config \(fields \['{key}'\] are missing"):
+        DiffusionPolicy.from_checkpoint(saved)
+
+
+def test_a_config_value_of_the_wrong_type_is_refused(saved):
+    _, saved = saved
+    cfg = json.loads((saved / CONFIG).read_text())
+    cfg["action_horizon"] = "4"
+    (saved / CONFIG).write_text(json.dumps(cfg))
+    with pytest.raises(DataError, match="field action_horizon is '4', expected a int"):
+        DiffusionPolicy.from_checkpoint(saved)
+
+
+def test_a_normalizer_of_the_wrong_shape_is_refused_at_load(saved):
+    _, saved = saved
+    norm = json.loads((saved / NORMALIZER).read_text())
+    key = "joint_pos"
+    norm["stats"][key] = {"min": [0.0] * 3, "max": [1.0] * 3}
+    (saved / NORMALIZER).write_text(json.dumps(norm))
+    with pytest.raises(DataError, match=rf"normalizer.json: normalizer statistics have shapes \{{'{key}': \(3,\)\}}"):
+        DiffusionPolicy.from_checkpoint(saved)
+
+
+@pytest.mark.parametrize("content", [b"[1, 2, 3]", b"\xff\xfe\x00binary"])
+def test_load_policy_names_a_config_that_is_not_an_object(saved, content):
+    _, saved = saved
+    (saved / CONFIG).write_bytes(content)
+    with pytest.raises(DataError, match="config.json: (expected a JSON object|not valid JSON)"):
+        load_policy(str(saved))
+
+
+def test_load_policy_says_what_a_residual_checkpoint_is_for(saved):
+    _, saved = saved
+    cfg = json.loads((saved / CONFIG).read_text())
+    (saved / CONFIG).write_text(json.dumps({**cfg, "policy": "residual"}))
+    with pytest.raises(DataError, match="a residual checkpoint is not a standalone policy: pass it as --residual"):
+        load_policy(str(saved))

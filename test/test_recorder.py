@@ -108,10 +108,32 @@ def assert_same_datasets(a, b):
             np.testing.assert_array_equal(ea[key], eb[key], err_msg=f"episode {i} key {key}")
 
 
-def test_gap_refuses_episode_but_bag_keeps_it(tmp_path):
-    rec = make(tmp_path)
-    msgs = [m for m in sim_ticks(30, cameras=("front",), t0_ns=S)
+def camera_gap():
+    return [m for m in sim_ticks(30, cameras=("front",), t0_ns=S)
             if not (m[0] == "/camera/front/image_raw" and 10 * S // 10 + S <= m[1] < 14 * S // 10 + S)]
+
+
+def test_gap_drops_its_frames_counted_in_the_meta(tmp_path):
+    rec = make(tmp_path)  # on_gap drop: the default
+    msgs = camera_gap()
+    rec.start(log_time_ns=S - 1)
+    feed(rec, msgs)
+    rec.stop(True, log_time_ns=msgs[-1][1] + 1)
+    assert rec.wait_idle(30)
+    assert rec.diagnostics()["episodes_committed"] == 1
+    rec.close()
+    ds = EpisodeDataset.open(tmp_path / "live")
+    sync = ds.episode_meta(0)["sync"]
+    assert sync["dropped"] == 4 and [d["frame"] for d in sync["dropped_frames"]] == [10, 11, 12, 13]
+    assert {d["topic"] for d in sync["dropped_frames"]} == {"/camera/front/image_raw"}
+    assert ds.episode_lengths[0] == 29 - 4
+    px = ds.load_episode(0)["front_rgb"][:, 0, 0, 0]
+    np.testing.assert_array_equal(px, [k for k in range(29) if not 10 <= k <= 13])  # never a filled frame
+
+
+def test_gap_refuses_episode_but_bag_keeps_it(tmp_path):
+    rec = make(tmp_path, on_gap="refuse")
+    msgs = camera_gap()
     rec.start(log_time_ns=S - 1)
     feed(rec, msgs)
     rec.stop(True, log_time_ns=msgs[-1][1] + 1)

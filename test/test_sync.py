@@ -69,23 +69,16 @@ def test_fast_reference_and_jittery_camera_pick_nearest():
 
 
 def test_cross_topic_interleaving_does_not_change_the_episode():
-    """Live and from-bag see one order, but the result must not hinge on it: only per-topic order counts."""
+    """Live and from-bag see one order, but the result must not hinge on it: a recorder may take
+    one topic up to a few ticks after another (its executor's order); only per-topic order counts."""
     cfg = config(cameras=("front",))
     msgs = sim_ticks(25, cameras=("front",), success_at=20)
     base = run(cfg, msgs)
     rng = np.random.default_rng(7)
-    by_topic = {}
-    for m in msgs:
-        by_topic.setdefault(m[0], []).append(m)
+    topics = sorted({m[0] for m in msgs})
     for _ in range(3):
-        queues = {k: list(v) for k, v in by_topic.items()}
-        shuffled = []
-        while queues:
-            topic = rng.choice(sorted(queues))
-            shuffled.append(queues[topic].pop(0))
-            if not queues[topic]:
-                del queues[topic]
-        other = run(cfg, shuffled)
+        lag = dict(zip(topics, rng.integers(0, 300, len(topics)) * MS))  # per topic: its order is kept
+        other = run(cfg, sorted(msgs, key=lambda m: m[1] + lag[m[0]]))
         assert other.length == base.length
         for key in base.frames:
             np.testing.assert_array_equal(other.frames[key], base.frames[key])
@@ -152,8 +145,8 @@ def test_window_memory_stays_bounded():
         t = 1_000 * MS + i * 2 * MS
         sync.add("/joint_states", t, raw0[:4] + int(t // 10**9).to_bytes(4, "little", signed=True)
                  + int(t % 10**9).to_bytes(4, "little") + raw0[12:])
-        longest = max(longest, len(sync.lanes["/joint_states"].buf))
-    assert longest <= 2 * 0.05 / 0.002 + 3
+        longest = max(longest, len(sync.clock.frames))  # the reference keeps one message per open frame
+    assert longest <= 4
     assert sync.finish().length == 600
 
 

@@ -42,7 +42,8 @@ class RecorderConfig:
     bag_name: str = field(default="", metadata={"help": "bag directory name; '' -> rec_<date>_<time>"})
     rate_hz: float = field(default=10.0, metadata={"help": "dataset frame rate (Hz): the reference clock's tick"})
     max_age: float = field(default=0.05, metadata={"help": "s: a frame takes a message at most this far from its time (keep below 1/rate_hz)"})
-    on_gap: str = field(default="refuse", metadata={"help": "an episode with a gap longer than max_age: refuse or mark"})
+    on_gap: str = field(default="drop", metadata={"help": "frames a stream has no message for: drop (counted in the meta; a gap longer than max_gap refuses the episode), refuse (the episode) or mark (fill from the nearest message, listed)"})
+    max_gap: float = field(default=1.0, metadata={"help": "s: on_gap drop refuses an episode whose frames are missing for longer than this"})
     robot: str = field(default="arm", metadata={"help": "the robot: a catalog name (arm, ur_arm), a URDF path or the robot_description XML"})
     joint_names: tuple[str, ...] = field(default=(), metadata={"help": "joint order of joint_pos, joint_vel and action; empty: the robot's"})
     joint_states_topic: str = field(default="/joint_states", metadata={"help": "sensor_msgs/JointState: the reference clock"})
@@ -86,7 +87,7 @@ class RecorderConfig:
         streams = standard_streams(self.joint_states_topic, self.action_topic, self.cameras, self.depth_cameras,
                                    self.object_poses_topic, self.reward_topic, self.success_topic, self.points_topic)
         return SyncConfig(self.rate_hz, self.max_age, tuple(self.joint_names), streams, self.on_gap,
-                          self.use_header_stamps, self.ee_pose, self.robot)
+                          self.use_header_stamps, self.ee_pose, self.robot, self.max_gap)
 
     def extra(self) -> dict[str, str]:
         out = {}
@@ -453,8 +454,10 @@ class Recorder:
                     self.committed += 1
                     length = len(next(iter(frames.values())))
                     self._result(n, "committed", index=index, frames=length, success=meta["success"])
+                    dropped = meta["sync"].get("dropped", 0)
                     self.log("info", f"episode {n} committed as {self.config.dataset} episode {index} "
-                                     f"({length} frames, {'success' if meta['success'] else 'failure'})")
+                                     f"({length} frames, {'success' if meta['success'] else 'failure'}"
+                                     + (f"; {dropped} frames dropped, listed in its meta" if dropped else "") + ")")
             except DataError as e:
                 cause = e.__cause__
                 if isinstance(cause, OSError) and (cause.errno in DISK_ERRNOS or cause.errno in (errno.EACCES, errno.EPERM)):

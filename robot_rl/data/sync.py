@@ -1,35 +1,48 @@
 """Align topic streams on one clock at the dataset rate: the live recorder and `from-bag` both
-use this module, fed the same message sequence, so they make the same episodes.
+use this module, fed the same message sequence, so they make the same episodes. The rules, with
+what they tolerate, are in docs/synchronisation.md; in short:
 
-The reference clock: frame k is at time t0 + k / rate_hz, where t0 is the time of the first
-message of the reference topic (joint states) in the episode and the episode ends at the last
-reference message. A message's time is its header stamp when it has a header (and the stamp is
-set). A message without one (reward, success, Float64MultiArray commands) takes the newest header
-stamp among the stamped messages *sent* before it, by publish time (MCAP publish_time = the
-middleware's source timestamp), which does not depend on the order the recorder took the topics
-in; without publish times, its receive time in the bag.
+The frame grid: frame n is at G_n = phase + n / rate_hz, phase-locked to the reference topic (joint
+states): the middle of the first messages' offsets (a first stamp early or late by jitter does not
+shift the grid), following drift and clock jumps (_ReferenceClock). Each reference message
+belongs to the frame it is within half a period of; at the frame rate (one message per frame) its
+stamp may jitter by up to 40 % of the period; one farther than 45 % is ambiguous and its frame
+dropped. A reference faster than the frame rate gives each frame its message nearest G_n.
+
+A message's time is its header stamp when it has a header (and the stamp is set). A message
+without one (reward, success, Float64MultiArray commands) gets a time on the stamp clock from its
+send time: between the stamped messages sent just before and just after it, and never before the
+newest stamp sent before it (MCAP publish_time = the middleware's source timestamp; without
+publish times, the bag's log order), which does not depend on the order the recorder took the
+topics in.
 
 For each frame and stream, the message picked is:
 
 * `nearest` (observations): the message whose time is closest to the frame time, at most
   `max_age` away either side;
-* `last` (the action): the last message received during the frame's period [t_k, t_k+1) (1 ms
-  tolerance) -- the command in effect when the arm moves on to the next frame, which is what a
-  forward/position controller executes. No command in a period is a gap: the commander did not
-  act on that observation (the arm held its previous target);
+* `last` (the action): the last message of the frame's period, from its reference message's stamp
+  to the next frame's (1 ms early) -- the command in effect when the arm moves on to the next
+  frame, which is what a forward/position controller executes; a command sent after the joint
+  states it answers is timed at or after their stamp, so the label is exact under any jitter the
+  grid tolerates. No command in a period: the commander did not act on that observation;
+* `hold` (success, a level published every tick or only when it changes): the message within half
+  a period of the frame time, else the last one before it;
 
 and a stream with `lead = 1` (reward, success) is sampled at the *next* frame's time, so frame k
 holds the reward and success that followed action k, like gymnasium's `step()` and
 `robot-rl collect`.
 
 Frames before every stream has a message, and after the last one, are trimmed (and counted). A
-frame in the middle where some stream has nothing within `max_age` is a gap: with
-`on_gap="refuse"` the episode is refused (EpisodeRefused names the topic, frames and time);
-with `on_gap="mark"` the frames take the nearest message of any age and the episode's meta lists
-each gap. Nothing is filled silently.
+frame in the middle that lacks something (no reference message, or none for the next frame whose
+stamp ends its command period; a stream with nothing in its window; next to a clock jump) is, by
+`on_gap`: `drop` -- left out, and listed with its reason in the episode's meta (sync.dropped,
+sync.dropped_frames), unless the run of such frames is longer than `max_gap` seconds, which
+refuses the episode (the stream stopped); `refuse` -- the episode is refused (EpisodeRefused names
+the topic, frames and time); `mark` -- filled from the nearest message of any age and listed in
+the meta's gaps. Nothing is filled silently.
 
 Streaming: messages arrive in any interleaving (per topic in arrival order); a stream decides a
-frame as soon as it has seen a message later than the frame's window, so only a window of
+frame as soon as it has seen a message a period past the frame's window, so only a window of
 messages per topic is held (memory does not grow with 30 Hz images in a long episode), and only
 the picked messages are ever deserialised.
 """
@@ -45,8 +58,8 @@ import numpy as np
 from robot_rl.errors import ConfigError, DataError
 
 KINDS = ("joint_state", "image", "depth", "points", "poses", "command", "reward", "success", "camera_info")
-MODES = ("nearest", "last")
-ON_GAP = ("refuse", "mark")
+MODES = ("nearest", "last", "hold")
+ON_GAP = ("drop", "refuse", "mark")
 ACTIVE_NS = 1_000_000_000  # a stamped topic silent for longer does not hold headerless messages back
 LAST_TOLERANCE_NS = 1_000_000  # `last`: periods start 1 ms early (a command stamped just before its frame)
 
@@ -104,6 +117,7 @@ class SyncConfig:
     use_header_stamps: bool = True
     ee_pose: bool = False  # add ee_pos / ee_quat from joint_pos by forward kinematics of `robot`
     robot: str = "arm"  # the robot (robot_rl.robot.load_robot spec) whose kinematics ee_pose uses
+    max_gap: float = 1.0  # s: on_gap "drop" refuses an episode whose frames are missing for longer than this
 
     def __post_init__(self):
         object.__setattr__(self, "joint_names", tuple(str(n) for n in self.joint_names))
@@ -112,6 +126,8 @@ class SyncConfig:
             raise ConfigError(f"rate_hz must be > 0, got {self.rate_hz}")
         if not (math.isfinite(self.max_age) and self.max_age > 0):
             raise ConfigError(f"max_age must be > 0 s, got {self.max_age}")
+        if not (math.isfinite(self.max_gap) and self.max_gap >= 0):
+            raise ConfigError(f"max_gap must be >= 0 s, got {self.max_gap}")
         if self.on_gap not in ON_GAP:
             raise ConfigError(f"on_gap must be one of {ON_GAP}, got {self.on_gap!r}")
         if not self.joint_names:
@@ -190,7 +206,7 @@ def standard_streams(joint_states_topic: str = "/joint_states",
     if reward_topic:
         streams.append(Stream(reward_topic, "reward", lead=1))
     if success_topic:
-        streams.append(Stream(success_topic, "success", lead=1))
+        streams.append(Stream(success_topic, "success", mode="hold", lead=1))
     return tuple(streams)
 
 
@@ -342,10 +358,139 @@ class _Lane:
         self.buf: deque = deque()  # (t, arrival, raw) in arrival order
         self.older = None  # newest message pruned from the window (a fallback for `mark`)
         self.last_t = -(2**63)
-        self.k = 0  # next frame to decide
+        self.k: int | None = None  # next frame to decide
         self.seen = 0
         self.late = 0  # messages older than one already seen on this topic
         self.arrivals = 0
+
+
+class _ReferenceClock:
+    """The reference stream's messages -> one per frame, on a grid phase-locked to them.
+
+    Frame n is at G_n = phase + n * period. The phase starts as the circular mean of the first
+    LOOKAHEAD messages' times modulo the period (a first message early or late by jitter does not
+    shift the grid) and, while the stream runs at the frame rate, follows each message a little
+    (clock drift). Each message belongs to the frame n = round((t - phase) / period); of two, the
+    one nearer G_n is kept. A reference stream faster than the frame rate (500 Hz joint states at
+    10 Hz) keeps the phase of its first message and gives each frame the message nearest G_n.
+    Frame n is final once a message for frame n + 2 has arrived (reordering slack). A paced
+    stamp more than JUMP frames back, or that far ahead while the log time hardly moved, is a
+    clock jump: the grid follows it (the message is the frame after the previous one).
+    """
+
+    LOOKAHEAD = 32  # messages the first phase estimate waits for (bounded jitter: its error ~ 1 / LOOKAHEAD)
+    AMBIGUOUS = 0.45  # paced: a reference stamp farther than this (periods) from its frame time is ambiguous
+    WINDOW = 32  # paced: the phase is the middle of the latest messages' offsets from the grid
+    JUMP = 1.5  # periods: paced stamps going back this far (or forward, see _jumped) are a clock jump
+
+    def __init__(self, period: float):
+        self.period = period
+        self.phase: float | None = None
+        self.paced = True
+        self._first: list = []  # (t, arrival, raw, log_t) until the phase is known
+        self.frames: dict[int, tuple] = {}  # n -> (t, arrival, raw, grid time and clock epoch when assigned)
+        self.final = None  # frames n < final are decided
+        self.newest: int | None = None  # the latest frame a message was assigned to
+        self._last: tuple[int, int, int] | None = None  # (n, log time, stamp) of the latest message
+        self.collisions = 0  # paced: two messages for one frame (duplicates, or jitter beyond half a period)
+        self.late = 0  # messages for a frame already decided
+        self.jumps = 0  # clock jumps followed
+        self.jump_frames: list[int] = []  # the first frame after each jump
+        self._recent: deque = deque(maxlen=self.WINDOW)  # paced: (t, n) of the latest messages
+
+    def grid(self, n: int) -> int:
+        return int(round(self.phase + n * self.period))
+
+    def index(self, t: int) -> int:
+        """The frame a stamp on the current clock belongs to."""
+        return int(round((t - self.phase) / self.period))
+
+    def add(self, t: int, arrival: int, raw, log_t: int | None = None) -> None:
+        if self.phase is None:
+            if not (self._first and self._jumped(t, log_t, self._first[-1][0], self._first[-1][3])):
+                self._first.append((t, arrival, raw, log_t))
+                if len(self._first) >= self.LOOKAHEAD:
+                    self._lock_phase()
+                return
+            self._lock_phase()  # a jump before the phase is known: lock on the messages before it
+        self._assign(t, arrival, raw, log_t)
+
+    def _jumped(self, t: int, log_t: int | None, last_t: int, last_log: int | None) -> bool:
+        """Stamps back by more than JUMP frames, or forward by more far faster than the recording
+        went on (a lock-step sim may run 10x real time; a dropout moves stamps and log times alike)."""
+        if log_t is None or last_log is None:
+            return False
+        dt = t - last_t
+        return dt < -self.JUMP * self.period or (dt > self.JUMP * self.period and dt > 20 * max(log_t - last_log, 0))
+
+    def _lock_phase(self) -> None:
+        first = sorted(self._first, key=lambda m: (m[0], m[1]))
+        self._first = []
+        times = np.array([m[0] for m in first], dtype=np.float64)
+        t_ref = times[0]
+        intervals = np.diff(times)
+        self.paced = len(intervals) == 0 or float(np.median(intervals)) > 0.6 * self.period
+        if self.paced:  # the middle of the smallest arc (of the period circle) holding every offset:
+            r = np.sort(((times - t_ref) / self.period) % 1.0)  # opposite the widest empty arc
+            gaps = np.diff(np.concatenate([r, [r[0] + 1.0]]))
+            widest = int(np.argmax(gaps))
+            start, end = r[(widest + 1) % len(r)], r[widest] + (1.0 if widest + 1 < len(r) else 0.0)
+            self.phase = t_ref + ((start + end) / 2 % 1.0) * self.period
+            self._recent.extend((t, round((t - self.phase) / self.period)) for t in times)
+            self._recenter()
+        else:
+            self.phase = float(t_ref)
+        for m in first:
+            self._assign(*m, follow=False)
+
+    def _assign(self, t: int, arrival: int, raw, log_t: int | None, follow: bool = True) -> None:
+        n = int(round((t - self.phase) / self.period))
+        if self.paced and follow and self._last is not None:
+            last_n, last_log, last_t = self._last
+            if self._jumped(t, log_t, last_t, last_log):
+                self.phase += (n - last_n - 1) * self.period  # the stamps jumped: the grid follows
+                self._recent = deque(((rt + (n - last_n - 1) * self.period, rn) for rt, rn in self._recent),
+                                     maxlen=self.WINDOW)
+                self.jumps += 1
+                n = last_n + 1
+                self.jump_frames.append(n)
+        if self.final is not None and n < self.final:
+            self.late += 1
+            return
+        held = self.frames.get(n)
+        if held is None or abs(t - self.grid(n)) < abs(held[0] - self.grid(n)):
+            self.frames[n] = (t, arrival, raw, self.grid(n), self.jumps)
+        if held is not None and self.paced:
+            self.collisions += 1
+        if self.paced and follow and held is None:
+            self._recent.append((t, n))
+            self._recenter()
+        self.newest = n if self.newest is None else max(self.newest, n)
+        if log_t is not None and (self._last is None or n >= self._last[0]):
+            self._last = (n, log_t, t)
+
+    def _recenter(self) -> None:
+        """The phase that puts the latest messages' offsets symmetric about the grid (follows drift)."""
+        offsets = [(t - self.phase) / self.period - n for t, n in self._recent]
+        self.phase += (max(offsets) + min(offsets)) / 2 * self.period
+
+    def finalize(self, finish: bool = False) -> int | None:
+        """Decide the frames that can be; the index after the last final frame (None: none yet)."""
+        if self.phase is None:
+            if not (finish and self._first):
+                return None
+            self._lock_phase()
+        if finish and not self.paced and self.frames:  # a fast stream's frames end at its last message
+            last_t = max(m[0] for m in self.frames.values())
+            self.frames = {n: m for n, m in self.frames.items() if self.grid(n) <= last_t}
+        if self.final is None:
+            if not self.frames:
+                return None
+            self.final = min(self.frames)
+        last = max(self.frames) if self.frames else self.final - 1
+        while self.final <= last and (finish or self.newest >= self.final + 2):
+            self.final += 1
+        return self.final
 
 
 @dataclass
@@ -356,10 +501,13 @@ class SyncResult:
     trimmed_end: int = 0
     gaps: list[dict] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)  # messages seen per topic
+    dropped: list[dict] = field(default_factory=list)  # {"frame", "reason"} of every frame dropped inside the episode
+    clock: dict = field(default_factory=dict)  # the reference clock: paced, collisions, late messages
 
     def report(self) -> dict:
         return {"frames": self.length, "trimmed_start": self.trimmed_start, "trimmed_end": self.trimmed_end,
-                "gaps": self.gaps, "messages": self.counts}
+                "dropped": len(self.dropped), "dropped_frames": self.dropped, "gaps": self.gaps,
+                "messages": self.counts, "clock": self.clock}
 
 
 class Synchronizer:
@@ -371,9 +519,8 @@ class Synchronizer:
         self.config = config
         self.period = 1e9 / config.rate_hz
         self.max_age = int(round(config.max_age * 1e9))
+        self.eps = int(min(LAST_TOLERANCE_NS, self.period / 10))  # `last`: periods start this early
         self.decoder = Decoder(config, msgtypes, deserialize)
-        self.lanes = {s.topic: _Lane(s) for s in config.frame_streams}
-        self._stamped = {s.topic: config.use_header_stamps and has_header(msgtypes[s.topic]) for s in config.frame_streams}
         for s in config.frame_streams:
             if s.topic not in msgtypes:
                 raise DataError(f"topic {s.topic}: type unknown (not recorded?)")
@@ -381,19 +528,25 @@ class Synchronizer:
                 raise DataError(f"topic {s.topic}: type {msgtypes[s.topic]} cannot feed a {s.kind} stream "
                                 f"(expected {' or '.join(MSGTYPES[s.kind])})")
         self.ref = config.reference.topic
-        self.t0: int | None = None
-        self.ref_last: int | None = None
+        self.clock = _ReferenceClock(self.period)
+        self.lanes = {s.topic: _Lane(s) for s in config.frame_streams if s.topic != self.ref}
+        self._stamped = {s.topic: config.use_header_stamps and has_header(msgtypes[s.topic]) for s in config.frame_streams}
+        self._stamped_topics = [topic for topic, stamped in self._stamped.items() if stamped]
+        self._ref_seen = 0
+        self._periods = any(lane.stream.mode == "last" for lane in self.lanes.values())
+        self._start_index: int | None = None  # grid index of the episode's frame 0
+        self._finishing = False
         self.decisions: dict[int, dict[str, tuple]] = {}  # frame -> topic -> (ok, raw or None, t)
-        self.next_frame = 0  # next frame to assemble
+        self.next_frame: int | None = None  # next frame to assemble
         self.started = False  # a valid frame has been emitted
-        self.held: list[tuple[int, dict]] = []  # invalid frames after the first valid one
+        self.held: list[tuple[int, dict, str]] = []  # invalid frames after the first valid one, with why
         self.columns: dict[str, list] = {}
         self.length = 0
         self.trimmed_start = 0
         self.gaps: list[dict] = []
+        self.dropped: list[dict] = []
         self.refused: str | None = None
         self._pubmap: deque = deque()  # (publish_time, stamp) of stamped messages, by arrival
-        self._base_stamp = 0  # newest stamp among those pruned from _pubmap
         self._last_pub: dict[str, int] = {}  # stamped topic -> newest publish time seen
         self._pending: deque = deque()  # headerless (topic, publish_time, log_time, raw) awaiting a time
         self._last_s: dict[str, int] = {}  # headerless topic -> newest publish time seen
@@ -414,99 +567,162 @@ class Synchronizer:
         it (MCAP publish_time). A message without a header gets the clock of the stamped topics
         through the publish times: the newest header stamp among stamped messages sent before it
         (reward(t) is sent after poses(t); a command after the joint states it answers), which
-        holds however the recorder's executor interleaved the topics."""
-        lane = self.lanes.get(topic)
-        if lane is None:
+        holds however the recorder's executor interleaved the topics. Without publish times (bags
+        of tools that write publish_time = log_time) the log times order them the same way."""
+        if topic != self.ref and topic not in self.lanes:
             return
         known = publish_time_ns is not None and publish_time_ns > 0 and publish_time_ns != log_time_ns
+        sent = publish_time_ns if known else log_time_ns  # without publish times, the recording order
         if self._stamped[topic]:
             t = self.time_of(topic, log_time_ns, raw)
-            if known:
-                self._pubmap.append((publish_time_ns, t))
-                self._last_pub[topic] = max(self._last_pub.get(topic, 0), publish_time_ns)
-            self._feed(lane, t, raw)
+            self._last_pub[topic] = max(self._last_pub.get(topic, 0), sent)
+            self._feed(topic, t, raw, log_time_ns)
+            self._pubmap.append((sent, t, self.clock.jumps))  # after the clock has seen it: its epoch
             self._resolve()
-        elif known and self.config.use_header_stamps:
-            self._last_s[topic] = max(self._last_s.get(topic, 0), publish_time_ns)
-            self._pending.append((topic, publish_time_ns, log_time_ns, raw))
+        elif self.config.use_header_stamps and any(self._stamped.values()):
+            self._last_s[topic] = max(self._last_s.get(topic, 0), sent)
+            self._pending.append((topic, sent, log_time_ns, raw))
             self._resolve()
         else:
-            self._feed(lane, log_time_ns, raw)
+            self._feed(topic, log_time_ns, raw, log_time_ns)
 
     def _resolve(self, final: bool = False) -> None:
         """Give pending headerless messages their time once every stamped topic that is still
         publishing has sent something later (or at the end of the episode)."""
         while self._pending:
             topic, s, log_t, raw = self._pending[0]
-            if not final:
-                active = [p for p in self._last_pub.values() if p >= s - ACTIVE_NS]
-                if not active or min(active) <= s:
-                    return
+            if not final and self._waits(s):
+                return
             # forget stamped entries no message can still need: sent before every pending message
             # and before anything a headerless topic still publishing may send next (its publish
             # times only grow)
             newest = max(self._last_s.values())
             horizon = min([m[1] for m in self._pending] + [v for v in self._last_s.values() if v >= newest - ACTIVE_NS])
             self._pending.popleft()
-            while self._pubmap and self._pubmap[0][0] <= horizon:
-                self._base_stamp = max(self._base_stamp, self._pubmap.popleft()[1])
-            est = max([self._base_stamp] + [t for p, t in self._pubmap if p <= s])
-            self._feed(self.lanes[topic], est if est > 0 else log_t, raw)
+            while self._pubmap and self._pubmap[0][0] <= horizon - ACTIVE_NS:
+                self._pubmap.popleft()
+            est, epoch = self._estimate(s)
+            self._feed(topic, est or log_t, raw, log_t, epoch)
 
-    def _feed(self, lane: _Lane, t: int, raw) -> None:
-        topic = lane.stream.topic
-        lane.seen += 1
-        if t < lane.last_t:
-            lane.late += 1
-        else:
-            lane.last_t = t
-        lane.buf.append((t, lane.arrivals, raw))
-        lane.arrivals += 1
+    def _estimate(self, s: int) -> tuple[int, int | None]:
+        """The stamp-clock time of a headerless message sent at `s`: its send time mapped between
+        the stamped messages sent just before and just after it, and never earlier than the newest
+        stamp sent in the second before it (a camera stamped at exposure may be sent late); with the
+        clock epoch of those stamps. (0, None): no stamped message to map it with."""
+        before = [e for e in self._pubmap if s - ACTIVE_NS < e[0] <= s]
+        if not before:
+            return 0, None
+        p0, t0, epoch = max(before)
+        newest = max(t for _, t, e in before if e == epoch)  # stamps of one clock (not across a jump)
+        after = min(((p, t) for p, t, _ in self._pubmap if p > s), default=None)
+        if after is None or after[0] <= p0 or after[1] <= t0:
+            return newest, epoch
+        p1, t1 = after
+        if t1 - t0 > max(self.clock.JUMP * self.period, 20 * (p1 - p0)):
+            return newest, epoch  # the stamp clock jumped between them: no line to map onto
+        return max(newest, int(t0 + (s - p0) / (p1 - p0) * (t1 - t0))), epoch
+
+    def _waits(self, s: int) -> bool:
+        """A headerless message sent at `s` must wait while a stamped topic may still send
+        something before it: one that has not sent anything later yet and is still publishing
+        (sent within ACTIVE_NS), or has not been seen at all while `s` is that recent."""
+        newest = max(list(self._last_pub.values()) + list(self._last_s.values()))
+        for topic in self._stamped_topics:
+            p = self._last_pub.get(topic)
+            if p is None:
+                if newest - s < ACTIVE_NS:
+                    return True
+            elif s - ACTIVE_NS <= p <= s:
+                return True
+        return False
+
+    def _feed(self, topic: str, t: int, raw, log_t: int | None = None, epoch: int | None = None) -> None:
         if topic == self.ref:
-            self.ref_last = t if self.ref_last is None else max(self.ref_last, t)
-            if self.t0 is None:
-                self.t0 = t
-                for other in self.lanes.values():
-                    self._decide_ready(other)
-                self._assemble()
-                return
-        if self.t0 is not None:
-            self._decide_ready(lane)
-            self._assemble()
+            self._ref_seen += 1
+            self.clock.add(t, self._ref_seen, raw, log_t)
+        else:
+            lane = self.lanes[topic]
+            lane.seen += 1
+            if t < lane.last_t:
+                lane.late += 1  # out of stamp order: kept, and the decisions wait a period for such
+            lane.last_t = t
+            lane.buf.append((t, lane.arrivals, raw, self.clock.jumps if epoch is None else epoch))  # its clock
+            lane.arrivals += 1
+        self._advance()
 
     # -------------------------------------------------------------- decisions
 
-    def _frame_time(self, lane: _Lane, k: int) -> int:
-        return self.t0 + int(round((k + lane.stream.lead) * self.period))
+    def _time(self, n: int, nearest: bool = False) -> int | None:
+        """Frame n's time; None while the reference clock has not decided frame n. For command
+        periods, the stamp of the frame's reference message (the grid time when it has none); for
+        `nearest` streams, the grid time when the reference is paced (every sensor's stamp is the
+        true time plus its own jitter, and the grid is the best estimate of the true time)."""
+        if self.clock.final is None or (n >= self.clock.final and not self._finishing):
+            return None
+        ref = self.clock.frames.get(n) if n < self.clock.final else None
+        if ref is None:
+            return self.clock.grid(n)
+        return ref[3] if nearest and self.clock.paced else ref[0]
 
-    def _window(self, lane: _Lane, k: int) -> tuple[int, int]:
-        """[lo, hi] of message times frame k may take from this lane (hi inclusive)."""
-        T = self._frame_time(lane, k)
-        if lane.stream.mode == "nearest":
-            return T - self.max_age, T + self.max_age
-        return T - LAST_TOLERANCE_NS, self._frame_time(lane, k + 1) - LAST_TOLERANCE_NS - 1
+    def _epoch(self, n: int) -> int:
+        """The clock epoch (jumps so far) frame n's reference message came in."""
+        ref = self.clock.frames.get(n)
+        return ref[4] if ref is not None else self.clock.jumps
 
-    def _decide_ready(self, lane: _Lane) -> None:
-        while lane.last_t > self._window(lane, lane.k)[1]:
-            self._decide(lane)
+    def _window(self, lane: _Lane, k: int) -> tuple[int, int] | None:
+        """[lo, hi] of message times frame k may take from this lane (hi inclusive); None: not known yet."""
+        if lane.stream.mode in ("nearest", "hold"):
+            T = self._time(k + lane.stream.lead, nearest=True)
+            half = self.max_age if lane.stream.mode == "nearest" else int(self.period / 2)
+            return None if T is None else (T - half, T + half)
+        T, end = self._time(k + lane.stream.lead), self._time(k + lane.stream.lead + 1)
+        return None if T is None or end is None else (T - self.eps, end - self.eps - 1)
 
-    def _decide(self, lane: _Lane) -> None:
-        k, T = lane.k, self._frame_time(lane, lane.k)
-        lo, hi = self._window(lane, k)
+    def _advance(self) -> None:
+        final = self.clock.finalize(self._finishing)
+        if final is None:
+            return
+        if self.next_frame is None:
+            self.next_frame = self.clock.final if not self.clock.frames else min(self.clock.frames)
+        for lane in self.lanes.values():
+            if lane.k is None:
+                lane.k = self.next_frame
+            while True:
+                window = self._window(lane, lane.k)
+                if window is None or lane.k >= final:
+                    break
+                if not self._finishing and lane.last_t <= window[1] + self.period and not (
+                        self.clock.phase is not None and self.clock.index(lane.last_t) > lane.k + lane.stream.lead + 2):
+                    break  # a message for this window may still come (reordering slack)
+                self._decide(lane, window)
+        self._assemble(final)
+
+    def _decide(self, lane: _Lane, window: tuple[int, int]) -> None:
+        k = lane.k
+        lo, hi = window
+        T = (lo + hi) // 2  # nearest: the frame's time
+        epoch = self._epoch(k + lane.stream.lead)
+        buf = [m[:3] for m in lane.buf if m[3] == epoch]  # stamps of one clock (not across a jump)
+        older = [lane.older[:3]] if lane.older is not None and lane.older[3] == epoch else []
         best = None
-        if lane.stream.mode == "nearest":
-            for t, a, raw in lane.buf:
+        if lane.stream.mode in ("nearest", "hold"):
+            for t, a, raw in buf:
                 d = abs(t - T)
-                if d <= self.max_age and (best is None or (d, t, a) < best[0]):
+                if lo <= t <= hi and (best is None or (d, t, a) < best[0]):
                     best = ((d, t, a), raw, t)
+            if best is None and lane.stream.mode == "hold":  # the level last published before the frame
+                before = [m for m in buf + older if m[0] < lo]
+                if before:
+                    t, a, raw = max(before, key=lambda m: (m[0], m[1]))
+                    best = ((t, a), raw, t)
         else:  # last: the latest message of the frame's period, the command in effect after it
-            for t, a, raw in lane.buf:
+            for t, a, raw in buf:
                 if lo <= t <= hi and (best is None or (t, a) > best[0]):
                     best = ((t, a), raw, t)
         if best is not None:
             decision = (True, best[1], best[2])
         else:  # a gap for this stream: remember a message of any age for `mark`
-            pool = list(lane.buf) + ([lane.older] if lane.older is not None else [])
+            pool = buf + older
             if lane.stream.mode == "nearest":
                 near = min(pool, key=lambda m: (abs(m[0] - T), m[0], m[1]), default=None)
             else:  # the command still in effect (held), else the next one
@@ -517,67 +733,92 @@ class Synchronizer:
         self.decisions.setdefault(k, {})[lane.stream.topic] = decision
         lane.k += 1
         # prune: nothing before the next frame's window can be picked again
-        horizon = self._window(lane, lane.k)[0]
+        nxt = self._window(lane, lane.k)
+        if nxt is None:
+            return
+        horizon = nxt[0] - self.period  # keep one period for messages that arrive out of order
+        lane.buf = deque(m for m in lane.buf if m[3] >= epoch)  # a clock before a jump is done with
         while lane.buf and lane.buf[0][0] < horizon and len(lane.buf) > 1:
             lane.older = lane.buf.popleft()
         if lane.buf and lane.buf[0][0] < horizon:  # keep the very last message as the fallback
             lane.older = lane.buf.popleft()
 
-    def _assemble(self) -> None:
-        while len(self.decisions.get(self.next_frame, ())) == len(self.lanes):
+    def _assemble(self, final: int) -> None:
+        while self.next_frame < final and len(self.decisions.get(self.next_frame, ())) == len(self.lanes):
             k = self.next_frame
-            self._frame(k, self.decisions.pop(k))
+            decision = self.decisions.pop(k, {})
+            self._frame(k, self.clock.frames.pop(k, None), decision)
             self.next_frame += 1
 
-    def _frame(self, k: int, decision: dict) -> None:
-        valid = all(ok for ok, _, _ in decision.values())
-        if not self.started:
-            if valid:
-                self.started = True
-                self._emit(decision)
-            else:
-                self.trimmed_start += 1
-            return
-        if not valid:
-            self.held.append((k, decision))
-            return
-        if self.held:
-            self._gap()
-        self._emit(decision)
+    def _frame(self, k: int, ref, decision: dict) -> None:
+        """Emit frame k, or hold it as invalid: (topic, why) says what it lacks."""
+        missing = [t for t, (ok, _, _) in decision.items() if not ok]
+        off = None if ref is None or not self.clock.paced else abs(ref[0] - ref[3]) / self.period
+        if ref is None:
+            why = (self.ref, "no reference message within half a period of the frame")
+        elif any(j - 2 <= k <= j + 1 for j in self.clock.jump_frames):
+            why = (self.ref, "next to a clock jump (which message belongs to which frame is not known there)")
+        elif off is not None and off > self.clock.AMBIGUOUS:
+            why = (self.ref, f"reference stamp {off:.0%} of a period from the frame time: ambiguous")
+        elif not self._next_has_reference(k):
+            why = (self.ref, "no reference message for the next frame: the command period has no end")
+        elif missing:
+            why = (missing[0], "no message " + ("within max_age" if self.lanes[missing[0]].stream.mode == "nearest"
+                                                else "in the frame's period"))
+        else:
+            why = None
+        decision = {self.ref: (True, ref[2], ref[0]) if ref is not None else (False, None, None), **decision}
+        if why is None:
+            if self.held:
+                self._gap()
+            if not self.started:
+                self.started, self._start_index = True, k
+            self._emit(decision)
+        elif self.started:
+            self.held.append((k, decision, why))
+        else:
+            self.trimmed_start += 1
+
+    def _next_has_reference(self, k: int) -> bool:
+        """Frame k's command period ends at frame k + 1's reference message (when a stream needs it)."""
+        if not self._periods:
+            return True
+        return (k + 1) in self.clock.frames or (self._finishing and k + 1 >= self.clock.final)
 
     def _gap(self) -> None:
-        """The held invalid frames are inside the episode: refuse it, or fill and mark them."""
+        """The held invalid frames are inside the episode: drop them, refuse the episode, or fill and mark them."""
         held, self.held = self.held, []
-        by_topic: dict[str, list[int]] = {}
-        for k, decision in held:
-            for topic, (ok, _, _) in decision.items():
-                if not ok:
-                    by_topic.setdefault(topic, []).append(k)
-        for topic, ks in by_topic.items():
-            gap = {"topic": topic, "frames": [min(ks) - self.trimmed_start, max(ks) - self.trimmed_start],
-                   "time_s": round(self._frame_time(self.lanes[topic], min(ks)) * 1e-9, 6),
-                   "max_age_s": self.config.max_age}
+        first = self._start_index
+        runs: dict[str, list[int]] = {}
+        for k, _, (topic, _) in held:
+            runs.setdefault(topic, []).append(k)
+        long_gap = len(held) / self.config.rate_hz > self.config.max_gap
+        for topic, ks in runs.items():
+            gap = {"topic": topic, "frames": [min(ks) - first, max(ks) - first],
+                   "time_s": round(self.clock.grid(min(ks)) * 1e-9, 6), "max_age_s": self.config.max_age}
             self.gaps.append(gap)
-            if self.refused is None and self.config.on_gap == "refuse":
-                where = (f"within max_age {self.config.max_age} s of" if self.lanes[topic].stream.mode == "nearest"
-                         else "in the periods of")
+            if self.refused is None and (self.config.on_gap == "refuse" or (self.config.on_gap == "drop" and long_gap)):
+                lane = self.lanes.get(topic)
+                where = ("for" if lane is None else "in the periods of" if lane.stream.mode == "last"
+                         else f"within max_age {self.config.max_age} s of")
                 self.refused = (f"topic {topic} had no message {where} frames {gap['frames'][0]}-{gap['frames'][1]} "
-                                f"(t = {gap['time_s']:.3f} s)")
+                                f"(t = {gap['time_s']:.3f} s)"
+                                + (f": a gap longer than max_gap {self.config.max_gap} s" if long_gap else ""))
         if self.refused is not None:
             self.columns.clear()  # the episode will not be kept: free its frames now
             return
-        for k, decision in held:
-            if any(raw is None for _, raw, _ in decision.values()):
-                missing = [t for t, (_, raw, _) in decision.items() if raw is None]
-                self.refused = f"topic {missing[0]} has no message to mark frame {k - self.trimmed_start} with"
-                return
-            self._emit(decision)
+        for k, decision, (topic, why) in held:
+            if self.config.on_gap == "mark" and all(raw is not None for _, raw, _ in decision.values()):
+                self._emit(decision)
+            else:
+                self.dropped.append({"frame": k - first, "topic": topic, "reason": why})
 
     def _emit(self, decision: dict) -> None:
         if self.refused is not None:
             return
         for topic, (_, raw, _) in decision.items():
-            for key, value in self.decoder.decode(self.lanes[topic].stream, raw).items():
+            stream = self.config.reference if topic == self.ref else self.lanes[topic].stream
+            for key, value in self.decoder.decode(stream, raw).items():
                 self.columns.setdefault(key, []).append(value)
         self.length += 1
 
@@ -586,15 +827,11 @@ class Synchronizer:
     def finish(self) -> SyncResult:
         """Decide every remaining frame up to the last reference message; trim the tail."""
         self._resolve(final=True)
-        counts = {topic: lane.seen for topic, lane in self.lanes.items()}
-        if self.t0 is None:
+        self._finishing = True
+        self._advance()
+        counts = {self.ref: self._ref_seen, **{topic: lane.seen for topic, lane in self.lanes.items()}}
+        if self._ref_seen == 0:
             raise EpisodeRefused(f"topic {self.ref} (the reference clock) had no message in the episode")
-        last = int(math.floor((self.ref_last - self.t0) / self.period + 1e-9))
-        for lane in self.lanes.values():
-            while lane.k <= last:
-                self._decide(lane)
-        self.decisions = {k: d for k, d in self.decisions.items() if k <= last}
-        self._assemble()
         trimmed_end = len(self.held)
         self.held = []
         if self.refused is not None:
@@ -605,10 +842,11 @@ class Synchronizer:
                 raise EpisodeRefused(f"topic {silent[0]} had no message in the episode (missing topic?)")
             raise EpisodeRefused("no frame had every topic within max_age "
                                  f"{self.config.max_age} s (streams never overlapped)")
-        frames = {}
-        for key in self.config.keys:
-            frames[key] = np.stack(self.columns[key])
-        return SyncResult(frames, self.length, self.trimmed_start, trimmed_end, list(self.gaps), counts)
+        frames = {key: np.stack(self.columns[key]) for key in self.config.keys}
+        reference = {"paced": self.clock.paced, "collisions": self.clock.collisions, "jumps": self.clock.jumps,
+                     "late": self.clock.late + sum(lane.late for lane in self.lanes.values())}
+        return SyncResult(frames, self.length, self.trimmed_start, trimmed_end, list(self.gaps), counts,
+                          list(self.dropped), reference)
 
 
 def synchronize(config: SyncConfig, messages, msgtypes: dict[str, str], deserialize: Callable) -> SyncResult:

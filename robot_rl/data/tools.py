@@ -57,7 +57,7 @@ def _foreign_config(info_topics: dict[str, str], args) -> SyncConfig:
                                present(args.success_topic), present(args.points_topic or ""))
     joint_names = tuple(args.joint_names or load_robot(args.robot).joint_names)
     return SyncConfig(args.rate_hz, args.max_age, joint_names, streams, args.on_gap,
-                      not args.receive_time, args.ee_pose, args.robot)
+                      not args.receive_time, args.ee_pose, args.robot, args.max_gap)
 
 
 def _check_topics(bag_path, config: SyncConfig, topics: dict[str, str]) -> None:
@@ -93,7 +93,7 @@ def convert_bag(bag_path, dataset_path, args=None, log=_say) -> dict:
         def commit(number, frames, meta):
             index = open_dataset(assembler.config).append_episode(frames, meta)
             report["committed"].append({"episode": number, "index": index, "frames": len(frames["joint_pos"]),
-                                        "success": meta["success"]})
+                                        "dropped": meta["sync"].get("dropped", 0), "success": meta["success"]})
 
         if not has_markers:
             config = _foreign_config(topics, args)
@@ -185,7 +185,10 @@ def from_bag(bags, out, args=None, log=_say) -> list[dict]:
     reports = []
     for bag in bags:
         report = convert_bag(bag, out, args, log)
-        log(f"{bag}: {len(report['committed'])} episodes committed, {len(report['refused'])} refused, "
+        frames = sum(c["frames"] for c in report["committed"])
+        dropped = sum(c["dropped"] for c in report["committed"])
+        log(f"{bag}: {len(report['committed'])} episodes committed ({frames} frames, {dropped} dropped inside "
+            f"episodes: see each episode's meta sync.dropped_frames), {len(report['refused'])} refused, "
             f"{len(report['skipped'])} skipped")
         reports.append(report)
     if not any(r["committed"] for r in reports):
@@ -299,7 +302,9 @@ def _from_bag_arguments(p) -> None:
     g = p.add_argument_group("bags without recorder markers (one episode per bag)")
     g.add_argument("--rate-hz", type=float, default=10.0)
     g.add_argument("--max-age", type=float, default=0.05, help="s; keep below 1/rate")
-    g.add_argument("--on-gap", choices=["refuse", "mark"], default="refuse")
+    g.add_argument("--on-gap", choices=["drop", "refuse", "mark"], default="drop",
+                   help="frames a stream has no message for: drop them (counted), refuse the episode, or mark them")
+    g.add_argument("--max-gap", type=float, default=1.0, help="s: --on-gap drop refuses an episode missing frames for longer")
     g.add_argument("--robot", default="arm", help="the robot the bag comes from: arm, ur_arm, or a URDF path")
     g.add_argument("--joint-names", nargs="+", default=None, help="joint order of the dataset; default: the robot's")
     g.add_argument("--joint-states-topic", default="/joint_states")

@@ -7,10 +7,10 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 from robot_rl.errors import ConfigError, DataError
+from robot_rl.policies.checkpoint import read_json
 
 
 def load_policy(spec: str, device: str = "cpu", robot=None):
@@ -29,14 +29,14 @@ def load_policy(spec: str, device: str = "cpu", robot=None):
     config = path / "config.json"
     if not config.is_file():
         raise DataError(f"{config}: no checkpoint config here; pass a checkpoint folder or expert:<task>[:<quality>]")
-    try:
-        kind = json.loads(config.read_text()).get("policy", "diffusion")
-    except json.JSONDecodeError as e:
-        raise DataError(f"{config}: not valid JSON ({e.msg})") from e
+    kind = read_json(config).get("policy", "diffusion")
     if kind == "diffusion":
         from robot_rl.policies.diffusion.model import DiffusionPolicy
 
         return DiffusionPolicy.from_checkpoint(path, device=device)
+    if kind in ("residual", "value"):
+        raise DataError(f"{config}: a {kind} checkpoint is not a standalone policy: pass it as "
+                        + ("--residual / residual_checkpoint" if kind == "residual" else "--value / value_checkpoint"))
     raise DataError(f"{config}: policy kind {kind!r} cannot be loaded as a standalone policy")
 
 

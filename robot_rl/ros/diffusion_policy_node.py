@@ -216,7 +216,7 @@ class DiffusionPolicyNode(BaseNode):
         try:
             value = convert(msg)
         except DataError as e:
-            self.get_logger().error(f"{topic}: {e}", throttle_duration_sec=5.0)
+            self._error_every(topic, f"{topic}: {e}; ignoring the message")
             return
         self.runner.observation(topic, msgs.from_time(msg.header.stamp), value)
 

@@ -89,11 +89,14 @@ def joints_from_msg(msg: JointState, names: Sequence[str]):
 
 def reorder(names_in: Sequence[str], values, names_out: Sequence[str]) -> np.ndarray:
     """Values given for `names_in`, returned in `names_out` order (by name, never position)."""
+    values = np.asarray(values)
+    if len(values) != len(names_in):
+        raise DataError(f"{len(names_in)} joint names but {len(values)} values")
     index = {n: i for i, n in enumerate(names_in)}
     missing = [n for n in names_out if n not in index]
     if missing:
         raise DataError(f"joints {missing} missing from message with joints {list(names_in)}")
-    return np.asarray(values)[[index[n] for n in names_out]]
+    return values[[index[n] for n in names_out]]
 
 
 def array_to_msg(values) -> Float64MultiArray:
@@ -127,6 +130,8 @@ def trajectory_from_msg(msg: JointTrajectory):
     times = np.array([from_duration(p.time_from_start) for p in msg.points], dtype=np.float64)
     if any(len(p.positions) != n for p in msg.points):
         raise DataError(f"trajectory points must each have {n} positions for joints {list(names)}")
+    if len(set(names)) != n:
+        raise DataError(f"trajectory joint names repeat: {list(names)}")
     flat = b"".join(p.positions.tobytes() for p in msg.points)
     return names, times, np.frombuffer(flat, dtype=np.float64).reshape(T, n).copy()
 
@@ -227,18 +232,25 @@ def points_from_msg(msg: PointCloud2) -> np.ndarray:
         names = names[:3]
     if any(by_name[n].datatype != PointField.FLOAT32 for n in names):
         raise DataError("point cloud fields x, y, z, r, g, b must be float32")
+    if msg.point_step < max(by_name[k].offset for k in names) + 4 or msg.row_step < msg.width * msg.point_step:
+        raise DataError(f"point cloud point_step {msg.point_step} / row_step {msg.row_step} too small for its fields")
     endian = ">" if msg.is_bigendian else "<"
     dtype = np.dtype({"names": names, "formats": [endian + "f4"] * len(names),
                       "offsets": [by_name[n].offset for n in names], "itemsize": msg.point_step})
     n = msg.width * msg.height
     buf = np.frombuffer(msg.data, dtype=np.uint8)
+    if len(buf) < msg.height * msg.row_step:
+        raise DataError(f"point cloud data has {len(buf)} bytes for {msg.height} rows of {msg.row_step}")
     if msg.height > 1 and msg.row_step != msg.width * msg.point_step:  # padded rows
-        buf = buf.reshape(msg.height, msg.row_step)[:, : msg.width * msg.point_step]
+        buf = buf[: msg.height * msg.row_step].reshape(msg.height, msg.row_step)[:, : msg.width * msg.point_step]
         buf = np.ascontiguousarray(buf).reshape(-1)
     rec = buf[: n * msg.point_step].view(dtype)
     out = np.empty((n, len(names)), dtype=np.float32)
     for i, name in enumerate(names):  # a loop over fields, not points
         out[:, i] = rec[name]
+    if not np.all(np.isfinite(out)):
+        raise DataError(f"point cloud has {int((~np.isfinite(out)).any(axis=1).sum())} non-finite points "
+                        "(filter them before the policy)")
     return out
 
 
@@ -260,7 +272,10 @@ def poses_to_msg(poses: np.ndarray, stamp: float = 0.0, frame_id: str = "world")
 
 
 def poses_from_msg(msg: PoseArray) -> np.ndarray:
-    """PoseArray -> (K, 7) [x y z qw qx qy qz]."""
-    return np.array([[p.position.x, p.position.y, p.position.z, p.orientation.w,
-                      p.orientation.x, p.orientation.y, p.orientation.z] for p in msg.poses],
-                    dtype=np.float64).reshape(-1, 7)
+    """PoseArray -> (K, 7) [x y z qw qx qy qz]; a non-finite pose raises DataError."""
+    out = np.array([[p.position.x, p.position.y, p.position.z, p.orientation.w,
+                     p.orientation.x, p.orientation.y, p.orientation.z] for p in msg.poses],
+                   dtype=np.float64).reshape(-1, 7)
+    if not np.all(np.isfinite(out)):
+        raise DataError(f"non-finite object poses: {np.flatnonzero(~np.isfinite(out).all(axis=1)).tolist()}")
+    return out

@@ -23,7 +23,6 @@ os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco is imported: headless
 
 import numpy as np  # noqa: E402
 from rclpy.clock import Clock, ClockType  # noqa: E402
-from rclpy.node import Node  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
 from geometry_msgs.msg import PoseArray  # noqa: E402
 from rosgraph_msgs.msg import Clock as ClockMsg  # noqa: E402
@@ -34,6 +33,7 @@ from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
 from robot_rl.runtime.control import TrajectoryFollower  # noqa: E402
 from robot_rl.errors import CommandError, ConfigError, DataError  # noqa: E402
+from robot_rl.ros.base_node import BaseNode  # noqa: E402
 from robot_rl.ros import msgs  # noqa: E402
 from robot_rl.ros.params import declare_config  # noqa: E402
 from robot_rl.ros.spin import run_node  # noqa: E402
@@ -87,7 +87,7 @@ class MujocoSimConfig:
             raise ConfigError("points needs a camera: set cameras, e.g. [front]")
 
 
-class MujocoSimNode(Node):
+class MujocoSimNode(BaseNode):
     def __init__(self, **kwargs):
         super().__init__("mujoco_sim", **kwargs)
         self.config = c = declare_config(self, MujocoSimConfig)

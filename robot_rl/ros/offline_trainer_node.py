@@ -25,11 +25,11 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 
 from robot_rl.errors import ConfigError, RobotRLError
+from robot_rl.ros.base_node import BaseNode
 from robot_rl.ros.params import declare_config
 from robot_rl.ros.spin import run_node
 
@@ -78,7 +78,7 @@ def checkpoint_id(folder: Path) -> str | None:
     return ids.pop() if len(ids) == 1 and None not in ids else None
 
 
-class OfflineTrainerNode(Node):
+class OfflineTrainerNode(BaseNode):
     def __init__(self, **kwargs):
         super().__init__("offline_trainer", **kwargs)
         self.config = c = declare_config(self, OfflineTrainerConfig)

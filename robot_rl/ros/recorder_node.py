@@ -34,7 +34,6 @@ import json
 import sys
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -43,6 +42,7 @@ from std_srvs.srv import Trigger
 from robot_rl.data.bag import has_header, header_stamp_ns
 from robot_rl.data.recorder import Recorder, RecorderConfig
 from robot_rl.errors import ConfigError, DataError, RobotRLError
+from robot_rl.ros.base_node import BaseNode
 from robot_rl.ros.params import config_fields, coerce, declare_config
 from robot_rl.ros.spin import run_node
 
@@ -62,7 +62,7 @@ def message_class(msgtype: str):
         raise ConfigError(f"message type {msgtype} is not installed ({e})") from e
 
 
-class RecorderNode(Node):
+class RecorderNode(BaseNode):
     def __init__(self, **kwargs):
         super().__init__("recorder", **kwargs)
         self.config = declare_config(self, RecorderConfig)

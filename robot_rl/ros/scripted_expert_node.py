@@ -62,7 +62,10 @@ class ScriptedExpertNode(BaseNode):
         from robot_rl.sim.experts import ScriptedExpert
 
         self.arm = ArmInterface.build(c, c.control_dt, what=f"expert {c.task}")
+        from robot_rl.sim.tasks import TASKS
+
         self.expert = ScriptedExpert(c.task, quality=c.quality_arg, seed=c.seed, robot=self.arm.robot)
+        self.objects = TASKS[c.task].object_names  # /task/object_poses rows
         self._joints = None  # (stamp, receive_time, joint_pos in the robot's order, joint_vel)
         self._poses = None  # (stamp, receive_time, (K, 7))
         self._acted_stamp = None
@@ -88,7 +91,14 @@ class ScriptedExpertNode(BaseNode):
         self._maybe_act()
 
     def _on_poses(self, msg: PoseArray) -> None:
-        self._poses = (msgs.from_time(msg.header.stamp), self._now(), msgs.poses_from_msg(msg))
+        try:
+            poses = msgs.poses_from_msg(msg)
+            if len(poses) != len(self.objects):
+                raise DataError(f"{len(poses)} poses; task {self.config.task} has the objects {list(self.objects)}")
+        except DataError as e:
+            self._error_every("/task/object_poses", f"/task/object_poses: {e}; ignoring the message")
+            return
+        self._poses = (msgs.from_time(msg.header.stamp), self._now(), poses)
         self._maybe_act()
 
     def _maybe_act(self) -> None:

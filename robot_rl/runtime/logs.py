@@ -52,7 +52,10 @@ class WarnOnce:
     def __call__(self, key: str, text: str, error: bool = False) -> None:
         if key not in self.keys:
             self.keys.add(key)
-            (self.logger.error if error else self.logger.warning)(text)
+            if error:  # two call sites: rclpy fixes a call site's severity at its first call
+                self.logger.error(text)
+            else:
+                self.logger.warning(text)
 
     def clear(self) -> None:
         self.keys.clear()

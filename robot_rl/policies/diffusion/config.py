@@ -202,14 +202,40 @@ class DiffusionConfig:
         return {"policy": "diffusion", **d}
 
     @classmethod
-    def from_dict(cls, d: dict) -> DiffusionConfig:
-        """Build from `to_dict()` output; unknown fields are a ConfigError (a newer checkpoint?)."""
+    def from_dict(cls, d: dict, complete: bool = False) -> DiffusionConfig:
+        """Build from `to_dict()` output; unknown fields are a ConfigError (a newer checkpoint?).
+        `complete` (a checkpoint's config.json): every field must be there, with a value of its
+        type -- a missing key would silently take today's default and act differently."""
         d = {k: v for k, v in d.items() if k != "policy"}
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - set(fields))
         if unknown:
             raise ConfigError(f"DiffusionConfig: unknown fields {unknown}")
+        if complete:
+            missing = sorted(set(fields) - set(d))
+            if missing:
+                raise ConfigError(f"fields {missing} are missing (an edited or truncated config.json?)")
+            for name, value in d.items():
+                default = fields[name].default
+                if default is dataclasses.MISSING:
+                    default = fields[name].default_factory() if fields[name].default_factory is not dataclasses.MISSING else None
+                if not _same_kind(default, value):
+                    raise ConfigError(f"field {name} is {value!r}, expected a {type(default).__name__} like {default!r}")
         return cls(**d)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
+
+
+def _same_kind(default, value) -> bool:
+    """A JSON value fits a field whose default is `default` (ints are floats; lists are tuples; None: anything)."""
+    if default is None or value is None:
+        return True
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, (int, float)):
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and (
+            isinstance(default, float) or isinstance(value, int))
+    if isinstance(default, (tuple, list)):
+        return isinstance(value, (tuple, list))
+    return isinstance(value, type(default))

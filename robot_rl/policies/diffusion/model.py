@@ -130,6 +130,11 @@ class DiffusionPolicy(nn.Module):
         missing = [k for k in needed if k not in normalizer]
         if missing:
             raise ConfigError(f"normalizer has no statistics for {missing}")
+        wrong = {k: tuple(normalizer.center[k].shape) for k, shape in needed.items()
+                 if tuple(normalizer.center[k].shape) not in (tuple(shape), ())}
+        if wrong:
+            raise ConfigError(f"normalizer statistics have shapes {wrong}, the config's observations and actions "
+                              f"{ {k: tuple(needed[k]) for k in wrong} }")
         self.normalizer = normalizer
         self.obs_encoder = ObservationEncoder(config)
         self.unet = ConditionalUnet1D(
@@ -402,7 +407,7 @@ class DiffusionPolicy(nn.Module):
         config_path, norm_path, weights_path = (ckpt.path / n for n in (checkpoint.CONFIG, checkpoint.NORMALIZER,
                                                                          checkpoint.WEIGHTS))
         try:
-            config = DiffusionConfig.from_dict(ckpt.config)
+            config = DiffusionConfig.from_dict(ckpt.config, complete=True)
         except (ConfigError, TypeError, ValueError) as e:
             raise DataError(f"{config_path}: invalid config ({e})") from None
         try:
