@@ -106,42 +106,73 @@ def test_bad_bags_give_one_line_errors(tmp_path):
     with pytest.raises(DataError) as e:
         open_bag(tmp_path / "nope")
     assert "does not exist" in one_line(e)
+    (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(DataError) as e:
-        open_bag(good / "good_0.mcap")
-    assert "pass the bag directory" in one_line(e)
-    # truncated file
-    trunc = tmp_path / "trunc"
-    shutil.copytree(good, trunc)
-    f = trunc / "good_0.mcap"
-    f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+        open_bag(tmp_path / "notes.txt")
+    assert "not an .mcap file nor a bag directory" in one_line(e)
+    (tmp_path / "empty").mkdir()
     with pytest.raises(DataError) as e:
-        with open_bag(trunc) as r:
-            list(r.messages())
-    assert f"bag {trunc}" in one_line(e)
+        open_bag(tmp_path / "empty")
+    assert "no metadata.yaml and no .mcap files" in one_line(e)
     # garbage over the structure (payload bytes carry no checksum in rosbag2 MCAP: undetectable)
-    for name, where in (("head", slice(8, 64)), ("tail", slice(-200, None))):
-        corrupt = tmp_path / f"corrupt-{name}"
-        shutil.copytree(good, corrupt)
-        f = corrupt / "good_0.mcap"
-        data = bytearray(f.read_bytes())
-        data[where] = bytes(range(256))[: len(data[where])]
-        f.write_bytes(bytes(data))
-        with pytest.raises(DataError) as e:
-            with open_bag(corrupt) as r:
-                for topic, _, raw in r.messages():
-                    r.deserialize(raw, MSGTYPES[topic], topic)
-        assert f"bag {corrupt}" in one_line(e)
+    corrupt = tmp_path / "corrupt-head"
+    shutil.copytree(good, corrupt)
+    f = corrupt / "good_0.mcap"
+    data = bytearray(f.read_bytes())
+    data[8:64] = bytes(range(56))
+    f.write_bytes(bytes(data))
+    try:
+        with open_bag(corrupt) as r:
+            for topic, _, raw in r.messages():
+                r.deserialize(raw, MSGTYPES[topic], topic)
+    except DataError as e:
+        assert f"bag {corrupt}" in str(e) and "\n" not in str(e)
     # metadata problems
+    broken = tmp_path / "broken-meta"
+    shutil.copytree(good, broken)
+    (broken / "metadata.yaml").write_text("rosbag2_bagfile_information: [not, a, dict")
+    with pytest.raises(DataError) as e:
+        open_bag(broken)
+    assert "unreadable" in one_line(e)
+    (broken / "metadata.yaml").unlink()
+    (broken / "good_0.mcap").unlink()
+    shutil.copy(good / "metadata.yaml", broken / "metadata.yaml")
+    with pytest.raises(DataError) as e:
+        open_bag(broken)
+    assert "good_0.mcap listed in metadata.yaml but missing" in one_line(e)
+
+
+def test_bags_as_people_have_them_single_file_no_metadata_truncated(tmp_path):
+    """A single .mcap file and a folder without metadata.yaml read like a rosbag2 bag; a truncated
+    file gives what it holds up to the cut, and a warning naming it (the bag stays usable)."""
+    msgs = sim_ticks(200, cameras=("front",))
+    good = write_bag(tmp_path / "good", [(t, MSGTYPES[t], s, r) for t, s, r in msgs])
+    with open_bag(good) as r:
+        expected = list(r.messages())
+    with open_bag(good / "good_0.mcap") as r:
+        assert list(r.messages()) == expected and r.warnings == []
+        assert sum(r.info.counts.values()) == len(msgs)
     nometa = tmp_path / "nometa"
     shutil.copytree(good, nometa)
     (nometa / "metadata.yaml").unlink()
-    with pytest.raises(DataError) as e:
-        open_bag(nometa)
-    assert "no metadata.yaml" in one_line(e) and "repair-bag" in str(e.value)
-    (nometa / "metadata.yaml").write_text("rosbag2_bagfile_information: [not, a, dict")
-    with pytest.raises(DataError) as e:
-        open_bag(nometa)
-    assert "unreadable" in one_line(e)
+    with open_bag(nometa) as r:
+        assert list(r.messages()) == expected and r.info.topics == {t: MSGTYPES[t] for t in MSGTYPES}
+    # several chunks, then cut: the complete ones are read
+    w = BagWriter(tmp_path / "chunked", flush_s=3600)
+    for topic in MSGTYPES:
+        w.add_topic(topic, MSGTYPES[topic])
+    for i, (topic, t, raw) in enumerate(msgs):
+        w.write(topic, t, raw)
+        if i % 70 == 69:
+            w.flush()
+    w.close()
+    f = tmp_path / "chunked" / "chunked_0.mcap"
+    f.write_bytes(f.read_bytes()[: int(f.stat().st_size * 0.6)])
+    with open_bag(tmp_path / "chunked") as r:
+        salvaged = list(r.messages())
+        assert any("chunked_0.mcap is truncated" in w for w in r.warnings)
+    assert 0.3 * len(msgs) < len(salvaged) < len(msgs)
+    assert salvaged == expected[: len(salvaged)]
 
 
 CHILD_WRITER = textwrap.dedent("""

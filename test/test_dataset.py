@@ -144,7 +144,7 @@ def test_sigkill_mid_write_leaves_an_ignored_temp_dir_cleaned_by_next_writer(tmp
         m._fsync_tree = hang
         ds = m.EpisodeDataset.open({str(root)!r})
         frames = {{k: np.asarray(v) for k, v in ds.load_episode(0).items()}}
-        ds.append_episode(frames, {{"task": "push", "camera_intrinsics": {INTRINSICS!r}}})
+        ds.append_episode(frames, {{"task": "push", "bag": "another", "camera_intrinsics": {INTRINSICS!r}}})
     """)
     try:
         deadline = time.monotonic() + 60

@@ -178,7 +178,7 @@ def test_follower_sees_episodes_committed_after_it_started(tmp_path):
     try:
         assert proc.stdout.readline().split() == ["READY", "1"]
         frames = ds.load_episode(0)
-        ds.append_episode(frames, ds.episode_meta(0))
+        ds.append_episode(frames, {**ds.episode_meta(0), "bag": "another-bag"})  # not the same episode again
         assert proc.stdout.readline().split() == ["NEW", "[1]", str(len(frames["joint_pos"]))]
         assert proc.wait(30) == 0
     finally:
@@ -194,3 +194,104 @@ def test_follower_waits_for_a_dataset_that_does_not_exist_yet(tmp_path):
     assert f.wait(stop=stop) == []
     make_dataset(tmp_path / "later", 2)
     assert f.wait(timeout=5) == [0, 1] and f.poll() == []
+
+
+def mcap_ros2_bag(path, jitter_ms: float, seed: int, success_on_change=False, n=40):
+    """A single-file MCAP written by another library (mcap_ros2's writer: publish_time = log_time,
+    no metadata.yaml), joint-state stamps jittered by +-jitter_ms."""
+    from mcap_ros2.writer import Writer
+
+    from robot_rl.data.bag import typestore
+
+    store = typestore()
+    rng = np.random.default_rng(seed)
+    with open(path, "wb") as f:
+        w = Writer(f)
+        schemas = {t: w.register_msgdef(m, store.generate_msgdef(m, ros_version=2)[0]) for t, m in MSGTYPES.items()
+                   if not t.startswith("/camera")}
+
+        def write(topic, msg, t):
+            w.write_message(topic, schemas[topic], msg, log_time=t, publish_time=t)
+
+        for k in range(n):
+            g = S + k * 100_000_000
+            stamp = g + int(rng.uniform(-jitter_ms, jitter_ms) * 1e6)
+            header = {"stamp": {"sec": stamp // S, "nanosec": stamp % S}, "frame_id": ""}
+            pose = {"position": {"x": float(k), "y": 0.0, "z": 0.0}, "orientation": {"w": 1.0, "x": 0.0, "y": 0.0, "z": 0.0}}
+            write("/task/object_poses", {"header": {"stamp": {"sec": g // S, "nanosec": g % S}, "frame_id": ""},
+                                          "poses": [pose]}, g + 100_000)
+            write("/task/reward", {"data": float(k)}, g + 200_000)
+            if not success_on_change or k in (0, 30):
+                write("/task/success", {"data": k >= 30}, g + 300_000)
+            write("/joint_states", {"header": header, "name": list(JOINTS), "position": [float(k)] + [0.0] * 7,
+                                    "velocity": [0.0] * 8, "effort": []}, g + 400_000)
+            write("/forward_position_controller/commands",
+                  {"layout": {"dim": [], "data_offset": 0}, "data": [k + 0.5] + [0.0] * 7}, g + 1_400_000)
+        w.finish()
+    return path
+
+
+@pytest.mark.parametrize("jitter_ms", [0.0, 1.0, 2.0, 20.0])
+def test_single_file_mcap_from_another_library_with_jittered_stamps(tmp_path, jitter_ms):
+    """3 of 10 such bags were refused at +-1 ms, 5 of 10 at +-2 ms; now none, at +-20 ms (20 % of the period) either."""
+    for seed in range(10):
+        bag = mcap_ros2_bag(tmp_path / f"b{seed}.mcap", jitter_ms, seed)
+        out = tmp_path / f"d{seed}"
+        tools.from_bag([bag], out, tools._defaults(), log=lambda s: None)
+        ep = EpisodeDataset.open(out).load_episode(0)
+        k = ep["joint_pos"][:, 0]
+        np.testing.assert_array_equal(k, np.arange(39))
+        np.testing.assert_array_equal(ep["action"][:, 0], k + 0.5)  # exactly the command that answered it
+        np.testing.assert_array_equal(ep["object_poses"][:, 0, 0], k)
+        np.testing.assert_array_equal(ep["reward"], k + 1)
+
+
+def test_success_published_on_change_labels_every_frame(tmp_path):
+    """It used to commit 1 frame of 50, exit 0."""
+    bag = mcap_ros2_bag(tmp_path / "b.mcap", 1.0, 0, success_on_change=True)
+    tools.from_bag([bag], tmp_path / "d", tools._defaults(), log=lambda s: None)
+    ds = EpisodeDataset.open(tmp_path / "d")
+    ep = ds.load_episode(0)
+    assert len(ep["success"]) == 39 and ds.episode_meta(0)["success"] is True
+    np.testing.assert_array_equal(ep["success"], np.arange(39) + 1 >= 30)
+
+
+def test_a_bag_without_commands_needs_an_explicit_action_choice(tmp_path):
+    bag = foreign_bag(tmp_path / "b", drop_topic="/forward_position_controller/commands")
+    with pytest.raises(DataError, match="no /forward_position_controller/commands topic for the actions.*"
+                                        "--actions next-joint-states"):
+        tools.from_bag([bag], tmp_path / "d", tools._defaults(), log=lambda s: None)
+    assert not (tmp_path / "d").exists()  # refused before anything was written
+    args = tools._defaults()
+    args.actions = "next-joint-states"
+    tools.from_bag([bag], tmp_path / "d", args, log=lambda s: None)
+    ds = EpisodeDataset.open(tmp_path / "d")
+    ep = ds.load_episode(0)
+    np.testing.assert_array_equal(ep["action"][:-1], ep["joint_pos"][1:])
+    assert ds.episode_meta(0)["actions"] == "next joint states"
+
+
+def test_converting_twice_or_merging_with_itself_adds_nothing(tmp_path):
+    bag = foreign_bag(tmp_path / "b")
+    tools.from_bag([bag], tmp_path / "d", tools._defaults(), log=lambda s: None)
+    with pytest.raises(DataError, match="already its episode 0"):
+        tools.from_bag([bag], tmp_path / "d", tools._defaults(), log=lambda s: None)
+    assert EpisodeDataset.open(tmp_path / "d").num_episodes == 1
+    make_dataset(tmp_path / "a", 3)
+    said = []
+    assert tools.merge([tmp_path / "a", tmp_path / "a"], tmp_path / "m", log=said.append).num_episodes == 3
+    assert len(said) == 3 and all("skipped" in s and "already" in s for s in said)
+
+
+def test_repair_bag_keeps_the_original(tmp_path):
+    from robot_rl.data.bag import repair_bag
+
+    bag = foreign_bag(tmp_path / "b")
+    (bag / "metadata.yaml").unlink()
+    original = next(bag.glob("*.mcap"))
+    data = original.read_bytes()
+    repair_bag(bag)
+    kept = bag / (original.name + ".orig")
+    assert kept.read_bytes() == data  # never destroyed
+    tools.from_bag([bag], tmp_path / "d", tools._defaults(), log=lambda s: None)
+    assert EpisodeDataset.open(tmp_path / "d").num_episodes == 1

@@ -503,41 +503,131 @@ class BagInfo:
 
 
 class BagReader:
-    """An open bag: `info`, `messages(topics)` in log-time order, `deserialize(raw, msgtype)`."""
+    """An open bag: `info`, `records(topics)` / `messages(topics)` in log-time order, `deserialize`.
+
+    Bags as people have them: a rosbag2 directory with metadata.yaml (its listed files; unlisted
+    ones are `orphans` a killed recorder left, for repair-bag), a directory of MCAP files without
+    one, or a single .mcap file. Read with the `mcap` library (publish times included). A file
+    without its summary (truncated, or never closed) is read up to its last complete record:
+    what is readable is kept and `warnings` says which file was cut short.
+    """
 
     def __init__(self, path: str | os.PathLike):
-        from rosbags.rosbag2 import Reader
-        from rosbags.rosbag2.errors import ReaderError
-
         self.path = Path(path)
         if not self.path.exists():
             raise _fail(self.path, "does not exist")
-        if self.path.is_file():
-            raise _fail(self.path, "is a file; pass the bag directory (the one holding metadata.yaml)")
-        if not (self.path / "metadata.yaml").is_file():
-            orphans = sorted(p.name for p in self.path.glob("*.mcap"))
-            hint = (f"; it holds {', '.join(orphans)} from a recorder that did not finish: "
-                    f"run `robot-rl dataset repair-bag {self.path}`") if orphans else ""
-            raise _fail(self.path, f"no metadata.yaml, not a rosbag2 directory{hint}")
-        self._reader = Reader(self.path)
-        try:
-            self._reader.open()
-        except ReaderError as e:
-            raise _fail(self.path, f"unreadable ({_short(e)})") from e
-        except (OSError, EOFError, ValueError, KeyError, IndexError, struct.error) as e:
-            raise _fail(self.path, f"corrupt or truncated MCAP file ({type(e).__name__}: {_short(e)})") from e
-        except Exception as e:  # rosbags raises assorted errors on broken files
-            raise _fail(self.path, f"corrupt bag ({type(e).__name__}: {_short(e)})") from e
-        self._store = self._make_store()
-        conns = self._reader.connections
+        self.warnings: list[str] = []
+        listed, orphans = self._files()
+        self._schemas: dict[str, tuple[str, bytes]] = {}  # msgtype -> (encoding, definition)
+        topics: dict[str, str] = {}
         counts: dict[str, int] = {}
-        for c in conns:
-            counts[c.topic] = counts.get(c.topic, 0) + c.msgcount
-        files = [Path(f["path"]).name for f in getattr(self._reader.storage, "files", [])]
-        self.info = BagInfo(self.path, {c.topic: c.msgtype for c in conns}, counts,
-                            self._reader.start_time if self._reader.message_count else 0,
-                            self._reader.end_time if self._reader.message_count else 0,
-                            files, orphans=sorted(p.name for p in self.path.glob("*.mcap") if p.name not in files))
+        start, end = 2**63 - 1, 0
+        self._complete: dict[Path, bool] = {}
+        for file in listed:
+            index = self._index(file)
+            self._complete[file] = index["complete"]
+            for topic, msgtype in index["topics"].items():
+                if topics.setdefault(topic, msgtype) != msgtype:
+                    raise _fail(self.path, f"topic {topic} has type {topics[topic]} in one file and {msgtype} in {file.name}")
+            for topic, n in index["counts"].items():
+                counts[topic] = counts.get(topic, 0) + n
+            if index["counts"]:
+                start, end = min(start, index["start"]), max(end, index["end"])
+        for topic in topics:
+            counts.setdefault(topic, 0)
+        if not any(counts.values()) and not all(self._complete.values()):
+            raise _fail(self.path, f"{', '.join(f.name for f, ok in self._complete.items() if not ok)} truncated "
+                        "before its first complete message: nothing to read")
+        self._store = self._make_store()
+        self.info = BagInfo(self.path, topics, counts, start if end else 0, end,
+                            [f.name for f in listed], orphans=orphans)
+
+    def _files(self) -> tuple[list[Path], list[str]]:
+        """The files to read, and the unlisted .mcap files of a rosbag2 directory."""
+        if self.path.is_file():
+            if self.path.suffix != ".mcap":
+                raise _fail(self.path, "is not an .mcap file nor a bag directory")
+            return [self.path], []
+        meta = self.path / "metadata.yaml"
+        present = sorted(self.path.glob("*.mcap"))
+        if not meta.is_file():
+            if not present:
+                raise _fail(self.path, "no metadata.yaml and no .mcap files: not a bag")
+            return present, []
+        import yaml
+
+        try:
+            info = yaml.safe_load(meta.read_text())["rosbag2_bagfile_information"]
+            names = [Path(p).name for p in info.get("relative_file_paths", [])]
+        except Exception as e:
+            raise _fail(self.path, f"metadata.yaml is unreadable ({_short(e)})") from e
+        if info.get("storage_identifier", "mcap") != "mcap":
+            raise _fail(self.path, f"storage {info.get('storage_identifier')!r}: only MCAP bags are read "
+                        "(convert with `ros2 bag convert`)")
+        missing = [n for n in names if not (self.path / n).is_file()]
+        if missing:
+            raise _fail(self.path, f"{', '.join(missing)} listed in metadata.yaml but missing")
+        return [self.path / n for n in names], [p.name for p in present if p.name not in names]
+
+    def _index(self, file: Path) -> dict:
+        """Topics, types, counts and time span of one file: from its summary, else by reading it."""
+        from mcap.reader import make_reader
+
+        out = {"topics": {}, "counts": {}, "start": 2**63 - 1, "end": 0, "complete": True}
+        try:
+            with open(file, "rb") as f:
+                summary = make_reader(f).get_summary()
+        except Exception:  # no footer / summary: a truncated or unfinished file
+            summary = None
+        if summary is not None and summary.statistics is not None:
+            for cid, ch in summary.channels.items():
+                schema = summary.schemas.get(ch.schema_id)
+                if schema is None:
+                    continue
+                out["topics"][ch.topic] = schema.name
+                self._schemas.setdefault(schema.name, (schema.encoding, schema.data))
+                n = summary.statistics.channel_message_counts.get(cid, 0)
+                out["counts"][ch.topic] = out["counts"].get(ch.topic, 0) + n
+            if summary.statistics.message_count:
+                out["start"], out["end"] = summary.statistics.message_start_time, summary.statistics.message_end_time
+            return out
+        out["complete"] = False
+        n = 0
+        for topic, t, _, _ in self._stream(file, out):
+            out["counts"][topic] = out["counts"].get(topic, 0) + 1
+            out["start"], out["end"] = min(out["start"], t), max(out["end"], t)
+            n += 1
+        self.warnings.append(f"bag {self.path}: {file.name} is truncated (no summary); {n} complete messages "
+                             "in it are used, what follows is lost")
+        return out
+
+    def _stream(self, file: Path, index: dict | None = None):
+        """(topic, log_time, data, publish_time) of every complete message, in file order."""
+        from mcap.exceptions import McapError
+        from mcap.records import Channel, Message, Schema
+        from mcap.stream_reader import StreamReader
+
+        schemas, channels = {}, {}
+        try:
+            with open(file, "rb") as f:
+                reader = StreamReader(f, skip_magic=False, emit_chunks=False, validate_crcs=False)
+                try:
+                    for record in reader.records:
+                        if isinstance(record, Schema):
+                            schemas[record.id] = record
+                            self._schemas.setdefault(record.name, (record.encoding, record.data))
+                        elif isinstance(record, Channel):
+                            channels[record.id] = record
+                            if index is not None and record.schema_id in schemas:
+                                index["topics"][record.topic] = schemas[record.schema_id].name
+                        elif isinstance(record, Message):
+                            ch = channels.get(record.channel_id)
+                            if ch is not None:
+                                yield ch.topic, record.log_time, record.data, record.publish_time
+                except (McapError, EOFError, struct.error, ValueError, KeyError, IndexError):
+                    return  # the truncated tail
+        except OSError as e:
+            raise _fail(self.path, f"cannot read {file.name}: {os_error_text(e)}") from e
 
     def _make_store(self):
         """The distro type store plus any type defined only in the bag (custom messages)."""
@@ -545,16 +635,14 @@ class BagReader:
 
         base = typestore()
         missing = {}
-        for c in self._reader.connections:
-            if c.msgtype in base.fielddefs or not c.msgdef.data:
+        for msgtype, (encoding, data) in self._schemas.items():
+            if msgtype in base.fielddefs or not data:
                 continue
             try:
-                if c.msgdef.format.name == "IDL":
-                    missing.update(get_types_from_idl(c.msgdef.data))
-                else:
-                    missing.update(get_types_from_msg(c.msgdef.data, c.msgtype))
+                text = bytes(data).decode()
+                missing.update(get_types_from_idl(text) if encoding == "ros2idl" else get_types_from_msg(text, msgtype))
             except Exception as e:
-                raise _fail(self.path, f"topic {c.topic}: unparsable definition of {c.msgtype} ({_short(e)})") from e
+                raise _fail(self.path, f"unparsable definition of {msgtype} ({_short(e)})") from e
         if not missing:
             return base
         from rosbags.typesys import Stores, get_typestore
@@ -569,39 +657,30 @@ class BagReader:
 
     def messages(self, topics: Iterable[str] | None = None) -> Iterator[tuple[str, int, bytes]]:
         """(topic, log_time_ns, raw CDR) in log-time order (write order for our bags)."""
-        wanted = None if topics is None else set(topics)
-        conns = [c for c in self._reader.connections if wanted is None or c.topic in wanted]
-        if not conns:
-            return
-        try:
-            for conn, t, raw in self._reader.messages(connections=conns):
-                yield conn.topic, t, raw
-        except DataError:
-            raise
-        except Exception as e:
-            raise _fail(self.path, f"corrupt or truncated MCAP data ({type(e).__name__}: {_short(e)}); "
-                        "try `robot-rl dataset repair-bag`") from e
+        for topic, t, raw, _ in self.records(topics):
+            yield topic, t, raw
 
     def records(self, topics: Iterable[str] | None = None) -> Iterator[tuple[str, int, bytes, int]]:
-        """(topic, log_time_ns, raw CDR, publish_time_ns), file by file in log-time order.
-
-        rosbags' reader does not expose MCAP publish times, so this reads the (complete, listed)
-        files with the `mcap` library; everything else goes through rosbags."""
+        """(topic, log_time_ns, raw CDR, publish_time_ns), file by file in log-time order."""
         from mcap.exceptions import McapError
         from mcap.reader import make_reader
 
-        wanted = None if topics is None else list(topics)
+        wanted = None if topics is None else set(topics)
         for name in self.info.files:
-            path = self.path / name
+            path = self.path if self.path.is_file() else self.path / name
+            if not self._complete.get(path, True):
+                yield from (m for m in self._stream(path) if wanted is None or m[0] in wanted)  # written in log order
+                continue
             try:
                 with open(path, "rb") as f:
                     reader = make_reader(f)
-                    for _, channel, message in reader.iter_messages(topics=wanted, log_time_order=True):
+                    for _, channel, message in reader.iter_messages(topics=None if wanted is None else list(wanted),
+                                                                     log_time_order=True):
                         yield channel.topic, message.log_time, message.data, message.publish_time
             except DataError:
                 raise
             except (McapError, OSError, EOFError, ValueError, KeyError, IndexError, struct.error) as e:
-                raise _fail(self.path, f"{name}: corrupt or truncated MCAP data ({type(e).__name__}: {_short(e)}); "
+                raise _fail(self.path, f"{name}: corrupt MCAP data ({type(e).__name__}: {_short(e)}); "
                             "try `robot-rl dataset repair-bag`") from e
 
     def deserialize(self, raw, msgtype: str, topic: str = "?"):
@@ -615,8 +694,7 @@ class BagReader:
         return self._store
 
     def close(self) -> None:
-        with suppress(Exception):
-            self._reader.close()
+        pass  # files are opened per read
 
     def __enter__(self):
         return self
@@ -664,7 +742,8 @@ def repair_bag(path: str | os.PathLike) -> dict:
     """Salvage unlisted MCAP files of a bag whose recorder died (SIGKILL, power cut).
 
     Every complete chunk of each unlisted `.mcap` file is kept (the writer flushes one at least
-    every second), rewritten into a new closed, listed file; the partial file is then removed.
+    every second), rewritten into a new closed, listed file; the partial file is kept beside it
+    as `<name>.mcap.orig` (an original is never destroyed).
     A bag with no `metadata.yaml` at all gets one. Returns {file: messages recovered}.
     """
     from mcap.exceptions import McapError
@@ -720,7 +799,7 @@ def repair_bag(path: str | os.PathLike) -> dict:
             raise _fail(path, f"cannot read {file.name}: {os_error_text(e)}") from e
         writer.roll()
         writer._write_metadata()  # a bag that had none gets one even when nothing was salvaged
-        os.unlink(file)
+        os.rename(file, path / f"{name}.orig")  # kept, never destroyed (no longer read as part of the bag)
         recovered[name] = n
     return recovered
 

@@ -23,6 +23,7 @@ exists because zarr-python spends ~1 ms per small array read, and the trainer re
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import math
 import os
@@ -251,6 +252,12 @@ class EpisodeDataset:
         self.refresh()
         arrays, length = self._check_frames(frames)
         meta = self._check_episode_meta(meta, arrays)
+        meta["fingerprint"] = fingerprint = episode_fingerprint(arrays, meta)
+        for i, other in enumerate(self._metas):
+            if other.get("fingerprint") == fingerprint:
+                raise DuplicateEpisode(f"dataset {self.root}: this episode is already its episode {i} "
+                                       f"(same frames{', from bag ' + str(other['bag']) if other.get('bag') else ''}); "
+                                       "not added twice")
         episodes_dir = self.root / EPISODES_DIR
         temp = episodes_dir / f"{TEMP_PREFIX}{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
         try:
@@ -367,6 +374,23 @@ class EpisodeDataset:
         for cam in cameras:
             meta.setdefault("camera_intrinsics", {})[cam] = _check_intrinsics(self.root, cam, intrinsics.get(cam))
         return meta
+
+
+class DuplicateEpisode(DataError):
+    """The dataset holds these very frames already (a bag converted twice, a dataset merged with itself)."""
+
+
+def episode_fingerprint(arrays: Mapping[str, np.ndarray], meta: Mapping | None = None) -> str:
+    """A hash of an episode's frames (every key, shape, dtype and byte) and of where it came from
+    (the source bag and its time span, when the meta says): the same episode twice, the same print."""
+    h = hashlib.sha256()
+    sync = (meta or {}).get("sync") or {}
+    h.update(json.dumps([(meta or {}).get("bag"), sync.get("start_ns"), sync.get("stop_ns")]).encode())
+    for key in sorted(arrays):
+        a = np.ascontiguousarray(arrays[key])
+        h.update(f"{key}:{a.dtype.str}:{a.shape};".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:32]
 
 
 # ---------------------------------------------------------------------- helpers: meta files

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from robot_rl.data.bag import EVENTS_TOPIC, open_bag, read_events, repair_bag
-from robot_rl.data.dataset import EpisodeDataset
+from robot_rl.data.dataset import DuplicateEpisode, EpisodeDataset
 from robot_rl.data.sync import EpisodeAssembler, EpisodeRefused, Stream, SyncConfig, standard_streams
 from robot_rl.errors import ConfigError, DataError
 from robot_rl.robot import load_robot
@@ -52,7 +52,11 @@ def _foreign_config(info_topics: dict[str, str], args) -> SyncConfig:
     def present(topic):
         return topic if topic in topics else ""
 
-    streams = standard_streams(args.joint_states_topic, present(args.action_topic), cameras, depth,
+    if args.actions == "commands" and args.action_topic not in topics:
+        raise DataError(f"bag has no {args.action_topic} topic for the actions (topics: {sorted(topics)}); pass "
+                        "--action-topic, --actions next-joint-states (kinesthetic / teleoperation) or --actions none")
+    action_topic = args.action_topic if args.actions == "commands" else ""
+    streams = standard_streams(args.joint_states_topic, action_topic, cameras, depth,
                                present(args.object_poses_topic), present(args.reward_topic),
                                present(args.success_topic), present(args.points_topic or ""))
     joint_names = tuple(args.joint_names or load_robot(args.robot).joint_names)
@@ -76,6 +80,8 @@ def convert_bag(bag_path, dataset_path, args=None, log=_say) -> dict:
     args = args or _defaults()
     report = {"bag": str(bag_path), "committed": [], "refused": [], "skipped": []}
     with open_bag(bag_path) as reader:
+        for warning in reader.warnings:  # a truncated file: what is readable is used
+            log(warning)
         topics = reader.topics
         has_markers = EVENTS_TOPIC in topics and reader.info.counts.get(EVENTS_TOPIC, 0) > 0
         dataset = None
@@ -91,7 +97,12 @@ def convert_bag(bag_path, dataset_path, args=None, log=_say) -> dict:
             return dataset
 
         def commit(number, frames, meta):
-            index = open_dataset(assembler.config).append_episode(frames, meta)
+            try:
+                index = open_dataset(assembler.config).append_episode(frames, meta)
+            except DuplicateEpisode as e:  # this bag was converted into the dataset before
+                report["skipped"].append({"episode": number, "reason": str(e)})
+                log(f"bag {bag_path}: episode {number} skipped: {e}")
+                return
             report["committed"].append({"episode": number, "index": index, "frames": len(frames["joint_pos"]),
                                         "dropped": meta["sync"].get("dropped", 0), "success": meta["success"]})
 
@@ -114,6 +125,11 @@ def convert_bag(bag_path, dataset_path, args=None, log=_say) -> dict:
                 frames, meta = assembler.stop(False, last)
             except EpisodeRefused as e:
                 raise DataError(f"bag {bag_path}: episode refused: {e}") from e
+            if args.actions == "next-joint-states":  # action k: where the arm was at frame k + 1
+                positions = frames["joint_pos"]
+                frames = {k: v[:-1] for k, v in frames.items()}
+                frames["action"] = positions[1:].copy()
+                meta["actions"] = "next joint states"
             meta["success"] = _success_label(bag_path, args.success, frames)
             commit(0, frames, meta)
             return report
@@ -240,16 +256,21 @@ def _print_info(info: dict) -> None:
         print(f"  {key:<16} {str(tuple(spec['shape'])):<16} {spec['dtype']}")
 
 
-def copy_episodes(src: EpisodeDataset, dst: EpisodeDataset, episodes) -> int:
+def copy_episodes(src: EpisodeDataset, dst: EpisodeDataset, episodes, log=_say) -> int:
+    """Copy episodes; one `dst` holds already (the same frames) is skipped and said so."""
     n = 0
     for i in episodes:
         meta = src.episode_meta(i)
-        dst.append_episode(src.load_episode(i), meta)
+        try:
+            dst.append_episode(src.load_episode(i), meta)
+        except DuplicateEpisode as e:
+            log(f"{src.root} episode {i} skipped: {e}")
+            continue
         n += 1
     return n
 
 
-def merge(inputs, out) -> EpisodeDataset:
+def merge(inputs, out, log=_say) -> EpisodeDataset:
     sources = [EpisodeDataset.open(p) for p in inputs]
     first = sources[0]
     for p, ds in zip(inputs, sources):
@@ -265,7 +286,7 @@ def merge(inputs, out) -> EpisodeDataset:
     dst = EpisodeDataset.create(out, {"joint_names": first.meta["joint_names"], "rate_hz": first.meta["rate_hz"],
                                       "merged_from": [str(p) for p in inputs]}, first.robot)
     for ds in sources:
-        copy_episodes(ds, dst, range(ds.num_episodes))
+        copy_episodes(ds, dst, range(ds.num_episodes), log)
     return dst
 
 
@@ -309,6 +330,9 @@ def _from_bag_arguments(p) -> None:
     g.add_argument("--joint-names", nargs="+", default=None, help="joint order of the dataset; default: the robot's")
     g.add_argument("--joint-states-topic", default="/joint_states")
     g.add_argument("--action-topic", default="/forward_position_controller/commands")
+    g.add_argument("--actions", choices=["commands", "next-joint-states", "none"], default="commands",
+                   help="the action label: the commands topic; the next frame's joint positions (kinesthetic "
+                        "teaching, teleoperation recorded without commands); or none")
     g.add_argument("--cameras", nargs="*", default=None, help="default: every /camera/<cam>/image_raw in the bag")
     g.add_argument("--depth", action=argparse.BooleanOptionalAction, default=None)
     g.add_argument("--object-poses-topic", default="/task/object_poses")
