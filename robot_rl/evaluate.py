@@ -10,7 +10,7 @@ import argparse
 import json
 import time
 
-from robot_rl.errors import ConfigError
+from robot_rl.cli_checks import at_least, output_file
 from robot_rl.sim.rollout import evaluate
 
 
@@ -50,9 +50,17 @@ def run(args: argparse.Namespace) -> int:
     from robot_rl.robot import load_robot
     from robot_rl.sim.env import ArmEnv
 
-    if args.num_episodes < 1:
-        raise ConfigError(f"--num-episodes must be >= 1, got {args.num_episodes}")
+    at_least("--num-episodes", args.num_episodes, 1)
+    at_least("--num-samples", args.num_samples, 1)
+    at_least("--beta", args.beta, 0)
+    at_least("--action-horizon", args.action_horizon, 0)
+    out = output_file("--out", args.out)  # before the evaluation, not after it
     seeds = range(args.seed, args.seed + args.num_episodes)
+    value = None
+    if args.value:  # loaded (and its kind checked) before any episode runs
+        from robot_rl.policies.value.model import ValueFunction
+
+        value = ValueFunction.from_checkpoint(args.value)
     residual = None
     if args.residual:
         from robot_rl.policies.residual.model import ResidualPolicy
@@ -86,11 +94,9 @@ def run(args: argparse.Namespace) -> int:
               f"{rows[-1]['wall_s']} s)", flush=True)
 
     record("base", base)
-    if args.value:
+    if value is not None:
         from robot_rl.policies.steering import SteeredPolicy
-        from robot_rl.policies.value.model import ValueFunction
 
-        value = ValueFunction.from_checkpoint(args.value)
         check_policy(value, robot, shapes, f"--value {args.value}")
         for n in args.num_samples:
             for beta in args.beta:
@@ -102,8 +108,8 @@ def run(args: argparse.Namespace) -> int:
     results["base_success"] = rows[0]["success"]
     if len(rows) > 1:
         results["best_success"] = max(r["success"] for r in rows[1:])
-    if args.out:
-        with open(args.out, "w") as f:
+    if out:
+        with open(out, "w") as f:
             json.dump(results, f, indent=2)
     print(json.dumps(results))
     return 0

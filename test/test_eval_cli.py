@@ -117,3 +117,42 @@ def test_train_residual_refuses_a_base_of_another_robot_in_one_line(tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert "trained on robot 'arm'" in r.stderr and "'ur_arm'" in r.stderr
+
+
+def test_bad_arguments_are_refused_before_any_work(checkpoint, tmp_path):
+    """Each used to be a traceback, or a silent nonsense result, some after the whole evaluation."""
+    r = robot_rl_eval("--task", "push", "--policy", checkpoint, "--num-episodes", -3)
+    assert r.returncode == 2 and r.stderr.strip() == "error: --num-episodes must be >= 1, got -3"
+    r = robot_rl_eval("--task", "push", "--policy", checkpoint, "--num-episodes", 1, "--num-samples", 0,
+                      "--value", checkpoint)
+    assert r.returncode == 2 and r.stderr.strip() == "error: --num-samples must be >= 1, got 0"
+    # --value with a diffusion checkpoint: refused before the base runs a single episode
+    r = robot_rl_eval("--task", "push", "--policy", checkpoint, "--num-episodes", 1, "--value", checkpoint)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert "is not a value policy" in r.stderr and "success" not in r.stdout
+    # --out in a folder that does not exist yet: created first, the result is written
+    out = tmp_path / "new" / "folder" / "eval.json"
+    r = robot_rl_eval("--task", "push", "--policy", checkpoint, "--num-episodes", 1, "--out", out)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(out.read_text())["episodes"] == 1
+    (tmp_path / "file").write_text("")
+    r = robot_rl_eval("--task", "push", "--policy", checkpoint, "--num-episodes", 1, "--out", tmp_path / "file" / "x.json")
+    assert r.returncode == 2 and r.stderr.startswith("error: --out ") and "success" not in r.stdout
+
+
+def test_trainers_refuse_an_empty_dataset_and_a_missing_device(tmp_path):
+    from robot_rl.data.dataset import EpisodeDataset
+
+    EpisodeDataset.create(tmp_path / "empty", {"joint_names": [f"joint{i}" for i in range(1, 8)] + ["finger_joint"],
+                                               "rate_hz": 10.0})
+    for verb in ("value", "diffusion"):
+        r = subprocess.run([sys.executable, "-m", "robot_rl.cli", "train", verb, "--dataset", tmp_path / "empty",
+                            "--out", tmp_path / "out"], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert "no episodes" in r.stderr
+    import torch
+
+    if not torch.cuda.is_available():
+        r = subprocess.run([sys.executable, "-m", "robot_rl.cli", "train", "diffusion", "--dataset", tmp_path / "empty",
+                            "--device", "cuda"], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2 and "--device: device cuda requested but CUDA is not available" in r.stderr

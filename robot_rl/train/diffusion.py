@@ -319,14 +319,23 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    from robot_rl.cli_checks import at_least, device, output_folder
     from robot_rl.data.dataset import EpisodeDataset
     from robot_rl.data.follow import EpisodeFollower
+
+    device("--device", args.device)
+    for flag in ("num_steps", "batch_size", "eval_every"):
+        at_least(f"--{flag.replace('_', '-')}", getattr(args, flag), 1)
+    at_least("--eval-episodes", args.eval_episodes, 0)
+    output_folder("--out", args.out)
 
     if args.follow:  # the recorder may not have committed anything yet
         first = EpisodeFollower(args.dataset, start=0, poll_s=1.0)
         while not first.wait(timeout=None):
             pass
     dataset = EpisodeDataset.open(args.dataset)
+    if dataset.num_episodes == 0:
+        raise DataError(f"{args.dataset}: no episodes to train on (record or convert some first, or --follow)")
     keys = tuple(args.obs_keys) if args.obs_keys else obs_keys_for(args.obs, dataset.keys)
     missing = [k for k in (*keys, "action") if k not in dataset.keys]
     if missing:

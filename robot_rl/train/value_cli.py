@@ -30,12 +30,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from robot_rl.cli_checks import at_least, output_folder
     from robot_rl.data.dataset import EpisodeDataset
+    from robot_rl.errors import DataError
 
+    for flag in ("num_steps", "chunk", "num_critics", "hidden", "batch_size", "eval_every"):
+        at_least(f"--{flag.replace('_', '-')}", getattr(args, flag), 1)
+    dataset = EpisodeDataset.open(args.dataset)
+    if dataset.num_episodes == 0:
+        raise DataError(f"{args.dataset}: no episodes to train a critic on (record or convert some first)")
+    output_folder("--out", args.out)
     algo = ValueConfig(algo=args.algo, num_steps=args.num_steps, chunk=args.chunk, reward=args.reward,
                        num_critics=args.num_critics, hidden=args.hidden, batch_size=args.batch_size,
                        cql_alpha=args.cql_alpha, cql_num_actions=args.cql_num_actions, iql_expectile=args.iql_expectile,
                        awr_temperature=args.awr_temperature, hl_gauss=args.hl_gauss, task_space=args.task_space)
     tc = ValueTrainConfig(dataset=args.dataset, out=args.out, eval_every=args.eval_every, seed=args.seed, algo=algo)
-    train_value(tc, EpisodeDataset.open(args.dataset))
+    train_value(tc, dataset)
     return 0
