@@ -295,3 +295,16 @@ def test_repair_bag_keeps_the_original(tmp_path):
     assert kept.read_bytes() == data  # never destroyed
     tools.from_bag([bag], tmp_path / "d", tools._defaults(), log=lambda s: None)
     assert EpisodeDataset.open(tmp_path / "d").num_episodes == 1
+
+
+def test_a_markerless_bag_with_pauses_gives_one_episode_per_stretch(tmp_path):
+    """It used to be refused at the first pause."""
+    msgs = []
+    for e, n in enumerate((15, 20, 12)):
+        msgs += sim_ticks(n, success_at=n - 3 if e != 1 else None, t0_ns=(1 + 10 * e) * S, seed=e)  # 10 s apart
+    bag = write_bag(tmp_path / "b", [(topic, MSGTYPES[topic], t, raw) for topic, t, raw in msgs])
+    (report,) = tools.from_bag([bag], tmp_path / "d", tools._defaults(), log=lambda s: None)
+    ds = EpisodeDataset.open(tmp_path / "d")
+    assert ds.num_episodes == 3 and [int(n) for n in ds.episode_lengths] == [14, 19, 11]
+    assert ds.success.tolist() == [True, False, True]
+    assert [c["episode"] for c in report["committed"]] == [0, 1, 2]

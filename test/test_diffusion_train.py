@@ -117,7 +117,7 @@ def test_follow_fine_tunes_on_each_newly_committed_episode(dataset, tmp_path):
 
         wait(lambda: "following" in (tmp_path / "trainer.log").read_text(), "the trainer to start following")
         first = save_id(out / "last")
-        dataset.append_episode(dataset.load_episode(0), dataset.episode_meta(0))
+        dataset.append_episode(dataset.load_episode(0), {**dataset.episode_meta(0), "bag": "a new recording"})
         wait(lambda: save_id(out / "last") != first, "a checkpoint after the new episode")
         assert "episodes 4..4 committed" in (tmp_path / "trainer.log").read_text()
         DiffusionPolicy.from_checkpoint(out / "last")

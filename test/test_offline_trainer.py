@@ -30,7 +30,7 @@ def test_checkpoint_paths_follow_committed_episodes(nodes, probe, tmp_path):
     wait_for(lambda: "following" in nodes.log("trainer"), 60, "the trainer to start following")
     assert "from episode 1" in nodes.log("trainer")  # the episode already there is not new
     for n in (1, 2):
-        ds.append_episode(ds.load_episode(0), ds.episode_meta(0))
+        ds.append_episode(ds.load_episode(0), {**ds.episode_meta(0), "bag": f"recording {n}"})  # a new episode
         wait_for(lambda: probe.count("/policy/checkpoint") >= n, 30, f"checkpoint {n} on /policy/checkpoint")
         assert probe.latest("/policy/checkpoint").data == str((out / "best").resolve())
     assert f"checkpoint after episode 2 ({2 * ds.episode_lengths[0]} frames)" in nodes.log("trainer")

@@ -9,8 +9,9 @@
 
 from-bag: a bag made by our recorder holds episode markers (start/stop/discard on
 /recorder/events) and the recorder's sync settings, and converts to exactly the episodes the
-recorder committed live. Any other ROS 2 bag with the standard topics converts as one episode
-(the whole bag), with settings from the flags and topics found in the bag.
+recorder committed live. Any other ROS 2 bag with the standard topics converts with settings
+from the flags and topics found in the bag, one episode per stretch between pauses (no message for --pause
+seconds).
 """
 from __future__ import annotations
 
@@ -111,9 +112,32 @@ def convert_bag(bag_path, dataset_path, args=None, log=_say) -> dict:
             _check_topics(bag_path, config, topics)
             assembler = EpisodeAssembler(config, topics, reader.deserialize)
             meta = {"task": args.task, "source": _source(args), "bag": Path(bag_path).name}
-            first = None
-            last = 0
+            pause = int(args.pause * 1e9) if args.pause > 0 else None
+            episodes = 0
+            first = last = None
+
+            def finish(number):
+                try:
+                    frames, episode_meta = assembler.stop(False, last)
+                except EpisodeRefused as e:
+                    if pause is None:
+                        raise DataError(f"bag {bag_path}: episode refused: {e}") from e
+                    report["refused"].append({"episode": number, "reason": str(e)})
+                    log(f"bag {bag_path}: episode {number} refused: {e}")
+                    return
+                if args.actions == "next-joint-states":  # action k: where the arm was at frame k + 1
+                    positions = frames["joint_pos"]
+                    frames = {k: v[:-1] for k, v in frames.items()}
+                    frames["action"] = positions[1:].copy()
+                    episode_meta["actions"] = "next joint states"
+                episode_meta["success"] = _success_label(bag_path, args.success, frames)
+                commit(number, frames, episode_meta)
+
             for topic, t, raw, publish in reader.records():
+                if pause is not None and last is not None and t - last > pause:
+                    finish(episodes)  # the recording paused: one episode ends here, the next begins
+                    episodes += 1
+                    assembler.start(meta, t)
                 if first is None:
                     first = t
                     assembler.start(meta, t)
@@ -121,17 +145,7 @@ def convert_bag(bag_path, dataset_path, args=None, log=_say) -> dict:
                 last = t
             if first is None:
                 raise DataError(f"bag {bag_path}: has no messages")
-            try:
-                frames, meta = assembler.stop(False, last)
-            except EpisodeRefused as e:
-                raise DataError(f"bag {bag_path}: episode refused: {e}") from e
-            if args.actions == "next-joint-states":  # action k: where the arm was at frame k + 1
-                positions = frames["joint_pos"]
-                frames = {k: v[:-1] for k, v in frames.items()}
-                frames["action"] = positions[1:].copy()
-                meta["actions"] = "next joint states"
-            meta["success"] = _success_label(bag_path, args.success, frames)
-            commit(0, frames, meta)
+            finish(episodes)
             return report
 
         # Every message feeds the assembler, in or out of an episode, as it did in the recorder
@@ -320,7 +334,7 @@ def _defaults():
 def _from_bag_arguments(p) -> None:
     p.add_argument("bags", nargs="+", metavar="BAG", help="rosbag2 directories")
     p.add_argument("--out", required=True, help="dataset directory (created or appended to)")
-    g = p.add_argument_group("bags without recorder markers (one episode per bag)")
+    g = p.add_argument_group("bags without recorder markers (episodes split where the arm pauses)")
     g.add_argument("--rate-hz", type=float, default=10.0)
     g.add_argument("--max-age", type=float, default=0.05, help="s; keep below 1/rate")
     g.add_argument("--on-gap", choices=["drop", "refuse", "mark"], default="drop",
@@ -340,6 +354,8 @@ def _from_bag_arguments(p) -> None:
     g.add_argument("--success-topic", default="/task/success")
     g.add_argument("--points-topic", default="")
     g.add_argument("--receive-time", action="store_true", help="align on bag receive times, not header stamps")
+    g.add_argument("--pause", type=float, default=2.0,
+                   help="s: a bag silent this long ends an episode and starts the next (0: one episode per bag)")
     g.add_argument("--ee-pose", action=argparse.BooleanOptionalAction, default=True,
                    help="add ee_pos/ee_quat by forward kinematics of the robot")
     g.add_argument("--task", default="")

@@ -3,7 +3,8 @@
 It never needs the generalist's weights: candidates arrive on /policy/candidates (N chunks
 stacked in one JointTrajectory stamped with their observation, robot_rl/ros/candidates.py) from
 any policy. The observation at that stamp (joint states + FK end-effector pose + object poses,
-kept in a short buffer; the candidates can overtake it, so scoring waits up to OBS_WAIT s for it)
+kept in a short buffer; the candidates can overtake it, so scoring waits up to `max_age` for it:
+an observation later than that is stale anyway)
 and all N chunks go through the critic in one batched forward pass; the
 argmax (beta = 0) or a sample of softmax(Q / beta) is executed: each point through CommandGuard,
 then published as a JointTrajectory stamped with the observation time to the arm's trajectory
@@ -57,7 +58,6 @@ from robot_rl.runtime.arm import ArmConfig, ArmInterface
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-OBS_WAIT = 0.2  # wall s: candidates may arrive before their own observation (another publisher)
 
 
 @dataclass
@@ -185,7 +185,9 @@ class ValueSteeringNode(BaseNode):
         """The observation the candidates were sampled from: messages nearest their stamp."""
         tol = self.config.sync_tolerance
         need = ("joints", "poses") if "object_poses" in self.value.cfg.obs_keys else ("joints",)
-        self._history.wait_for(stamp - tol, need, OBS_WAIT)  # scoring has its own thread: callbacks go on
+        # scoring has its own thread, so the observation callbacks go on meanwhile; on a busy machine
+        # they may run late (a fixed 0.2 s wait made the critic fall back to candidate 0 under load)
+        self._history.wait_for(stamp - tol, need, self.config.max_age)
         q = self._history.nearest("joints", stamp, tol)
         if q is None:
             return None
