@@ -298,3 +298,27 @@ def test_permission_denied_at_open_is_one_error(tmp_path):
 
 
 _ = (time, Path)
+
+
+@pytest.mark.parametrize("rate, idle_kept", [(0.0, 0), (2.0, 2)])
+def test_between_episodes_the_bag_pauses_or_keeps_a_rate(tmp_path, rate, idle_kept):
+    """The record_demos bag grew ~2.7 MB/s with no episode running; idle_rate_hz bounds it."""
+    rec = make(tmp_path, idle_rate_hz=rate)
+    idle = sim_ticks(10, cameras=("front",), t0_ns=1 * S)  # 1 s of every stream, no episode
+    episode = sim_ticks(12, cameras=("front",), t0_ns=5 * S, seed=1)
+    feed(rec, idle)
+    rec.start(log_time_ns=episode[0][1] - 1)
+    feed(rec, episode)
+    rec.stop(True, log_time_ns=episode[-1][1] + 1)
+    feed(rec, sim_ticks(10, cameras=("front",), t0_ns=9 * S, seed=2))  # after the episode: idle again
+    assert rec.wait_idle(30)
+    stats = rec.diagnostics()["topics"]
+    rec.close()
+    assert rec.committed == 1
+    with open_bag(tmp_path / "bags" / "b") as r:
+        counts = r.info.counts
+    for topic in ("/joint_states", "/camera/front/image_raw", "/task/object_poses"):
+        assert counts[topic] == 12 + 2 * idle_kept, topic  # the episode whole, idle at most `rate`
+        assert stats[topic]["idle_skipped"] == 20 - 2 * idle_kept and stats[topic]["dropped"] == 0
+    assert counts["/camera/front/camera_info"] == 32  # always kept: the intrinsics of the next episode
+    assert EpisodeDataset.open(tmp_path / "live").episode_lengths[0] == 11

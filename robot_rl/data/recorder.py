@@ -66,6 +66,7 @@ class RecorderConfig:
     split_mb: float = field(default=1024.0, metadata={"help": "roll the bag to a new file past this size (MB)"})
     compression: str = field(default="none", metadata={"help": "bag chunk compression: none or zstd"})
     queue_mb: float = field(default=1024.0, metadata={"help": "messages waiting for the disk beyond this (MB) are dropped and counted"})
+    idle_rate_hz: float = field(default=-1.0, metadata={"help": "between episodes: -1 records every message, 0 pauses the bag (camera_info kept), > 0 keeps at most this rate per topic"})
 
     def __post_init__(self):
         self.joint_names = tuple(self.joint_names) or load_robot(self.robot).joint_names
@@ -125,6 +126,8 @@ class TopicStats:
     dropped_transport: int = 0  # publication sequence gaps: lost between publisher and us
     lost_events: int = 0  # the middleware's message-lost events
     dropped_queue: int = 0  # the disk could not keep up
+    idle_skipped: int = 0  # between episodes, over idle_rate_hz (on purpose, not a drop)
+    idle_last: int = -(2**62)  # log time of the last message kept between episodes
     publishers: dict = field(default_factory=dict)  # gid -> last publication sequence number
 
     @property
@@ -134,7 +137,7 @@ class TopicStats:
     def as_dict(self) -> dict:
         return {"received": self.received, "written": self.written, "bytes": self.bytes, "dropped": self.dropped,
                 "dropped_transport": self.dropped_transport, "lost_events": self.lost_events,
-                "dropped_queue": self.dropped_queue}
+                "dropped_queue": self.dropped_queue, "idle_skipped": self.idle_skipped}
 
 
 class Recorder:
@@ -256,6 +259,12 @@ class Recorder:
                 st.dropped_queue += 1
                 return
             t = self._log_time(log_time_ns)
+            if self.episode is None and self.config.idle_rate_hz >= 0 and not topic.endswith("/camera_info"):
+                rate = self.config.idle_rate_hz
+                if rate == 0 or t - st.idle_last < 1e9 / rate:
+                    st.idle_skipped += 1  # no episode open: the bag does not grow with idle streams
+                    return
+                st.idle_last = t
             self._put(("msg", topic, t, raw, publish_time_ns), n)
 
     def set_qos(self, topic: str, reliable: bool, depth: int) -> None:
