@@ -271,3 +271,16 @@ def test_open_or_create_checks_joint_names(tmp_path):
     with pytest.raises(DataError) as excinfo:
         EpisodeDataset.open_or_create(root, {**META, "joint_names": JOINTS[:7]})
     assert "joint_names" in one_line_error(excinfo, root)
+
+
+def test_a_dataset_whose_key_shapes_disagree_with_its_arrays_is_refused_at_load(tmp_path):
+    """It used to train silently on broadcast data."""
+    root = tmp_path / "d"
+    ds = EpisodeDataset.create(root, META)
+    ds.append_episode(make_episode(0), episode_meta(0))
+    meta = json.loads((root / "dataset.json").read_text())
+    key = next(k for k in meta["keys"] if meta["keys"][k]["shape"])
+    meta["keys"][key]["shape"] = [1] * len(meta["keys"][key]["shape"])
+    (root / "dataset.json").write_text(json.dumps(meta))
+    with pytest.raises(DataError, match=rf"{key}: holds .* frames of shape .*dataset.json says"):
+        EpisodeDataset.open(root).load_episode(0)

@@ -196,6 +196,12 @@ class EpisodeDataset:
             array = self._cache.get((i, key)) if cacheable else None
             if array is None:
                 array = _read_array(self.episode_path(i) / key, frames)
+                if list(array.shape[1:]) != list(spec["shape"]) or array.dtype != np.dtype(spec["dtype"]):
+                    raise _fail(self.episode_path(i) / key, f"holds {array.dtype} frames of shape "
+                                f"{tuple(array.shape[1:])}, {META_FILE} says {spec['dtype']} {tuple(spec['shape'])} "
+                                "(a file edited or copied from another dataset?)")
+                if frames is None and len(array) != self._lengths[i]:
+                    raise _fail(self.episode_path(i) / key, f"holds {len(array)} frames, the episode {self._lengths[i]}")
                 if cacheable:
                     self._cache[(i, key)] = array
             out[key] = array.copy() if cacheable else array
