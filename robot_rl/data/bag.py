@@ -502,6 +502,33 @@ class BagInfo:
         return sum(self.counts.values())
 
 
+def _complete_messages(bag: Path, file: Path):
+    """(channel, schema, message) of every complete message of an MCAP file, in file order, up to
+    where it is truncated (no summary needed: a killed writer's file, a cut copy)."""
+    from mcap.exceptions import McapError
+    from mcap.records import Channel, Message, Schema
+    from mcap.stream_reader import StreamReader
+
+    schemas, channels = {}, {}
+    try:
+        with open(file, "rb") as f:
+            reader = StreamReader(f, skip_magic=False, emit_chunks=False, validate_crcs=False)
+            try:
+                for record in reader.records:
+                    if isinstance(record, Schema):
+                        schemas[record.id] = record
+                    elif isinstance(record, Channel):
+                        channels[record.id] = record
+                    elif isinstance(record, Message):
+                        ch = channels.get(record.channel_id)
+                        if ch is not None and ch.schema_id in schemas:
+                            yield ch, schemas[ch.schema_id], record
+            except (McapError, EOFError, struct.error, ValueError, KeyError, IndexError):
+                return  # the truncated tail: everything before it is kept
+    except OSError as e:
+        raise _fail(bag, f"cannot read {file.name}: {os_error_text(e)}") from e
+
+
 class BagReader:
     """An open bag: `info`, `records(topics)` / `messages(topics)` in log-time order, `deserialize`.
 
@@ -603,31 +630,11 @@ class BagReader:
 
     def _stream(self, file: Path, index: dict | None = None):
         """(topic, log_time, data, publish_time) of every complete message, in file order."""
-        from mcap.exceptions import McapError
-        from mcap.records import Channel, Message, Schema
-        from mcap.stream_reader import StreamReader
-
-        schemas, channels = {}, {}
-        try:
-            with open(file, "rb") as f:
-                reader = StreamReader(f, skip_magic=False, emit_chunks=False, validate_crcs=False)
-                try:
-                    for record in reader.records:
-                        if isinstance(record, Schema):
-                            schemas[record.id] = record
-                            self._schemas.setdefault(record.name, (record.encoding, record.data))
-                        elif isinstance(record, Channel):
-                            channels[record.id] = record
-                            if index is not None and record.schema_id in schemas:
-                                index["topics"][record.topic] = schemas[record.schema_id].name
-                        elif isinstance(record, Message):
-                            ch = channels.get(record.channel_id)
-                            if ch is not None:
-                                yield ch.topic, record.log_time, record.data, record.publish_time
-                except (McapError, EOFError, struct.error, ValueError, KeyError, IndexError):
-                    return  # the truncated tail
-        except OSError as e:
-            raise _fail(self.path, f"cannot read {file.name}: {os_error_text(e)}") from e
+        for ch, schema, message in _complete_messages(self.path, file):
+            self._schemas.setdefault(schema.name, (schema.encoding, schema.data))
+            if index is not None:
+                index["topics"][ch.topic] = schema.name
+            yield ch.topic, message.log_time, message.data, message.publish_time
 
     def _make_store(self):
         """The distro type store plus any type defined only in the bag (custom messages)."""
@@ -746,10 +753,6 @@ def repair_bag(path: str | os.PathLike) -> dict:
     as `<name>.mcap.orig` (an original is never destroyed).
     A bag with no `metadata.yaml` at all gets one. Returns {file: messages recovered}.
     """
-    from mcap.exceptions import McapError
-    from mcap.records import Channel, Message, Schema
-    from mcap.stream_reader import StreamReader
-
     path = Path(path)
     if not path.is_dir():
         raise _fail(path, "is not a bag directory")
@@ -775,28 +778,11 @@ def repair_bag(path: str | os.PathLike) -> dict:
     writer = _reopen_for_repair(path, listed)
     recovered = {}
     for name, file in moved:
-        schemas, channels, n = {}, {}, 0
-        try:
-            with open(file, "rb") as f:
-                reader = StreamReader(f, skip_magic=False, emit_chunks=False, validate_crcs=False)
-                try:
-                    for record in reader.records:
-                        if isinstance(record, Schema):
-                            schemas[record.id] = record
-                        elif isinstance(record, Channel):
-                            channels[record.id] = record
-                        elif isinstance(record, Message):
-                            ch = channels.get(record.channel_id)
-                            if ch is None or ch.schema_id not in schemas:
-                                continue
-                            msgtype = schemas[ch.schema_id].name
-                            writer.add_topic(ch.topic, msgtype, _qos_from_channel(ch))
-                            writer.write(ch.topic, record.log_time, record.data, record.publish_time)
-                            n += 1
-                except (McapError, EOFError, struct.error, ValueError, KeyError, IndexError):
-                    pass  # the truncated tail: everything before it is kept
-        except OSError as e:
-            raise _fail(path, f"cannot read {file.name}: {os_error_text(e)}") from e
+        n = 0
+        for ch, schema, message in _complete_messages(path, file):
+            writer.add_topic(ch.topic, schema.name, _qos_from_channel(ch))
+            writer.write(ch.topic, message.log_time, message.data, message.publish_time)
+            n += 1
         writer.roll()
         writer._write_metadata()  # a bag that had none gets one even when nothing was salvaged
         os.rename(file, path / f"{name}.orig")  # kept, never destroyed (no longer read as part of the bag)

@@ -20,6 +20,7 @@ import json
 from dataclasses import dataclass, field
 
 from robot_rl.errors import ConfigError
+from robot_rl.policies.config_fields import check_fields
 
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
 PREDICTION_TYPES = ("epsilon", "sample")
@@ -212,30 +213,8 @@ class DiffusionConfig:
         if unknown:
             raise ConfigError(f"DiffusionConfig: unknown fields {unknown}")
         if complete:
-            missing = sorted(set(fields) - set(d))
-            if missing:
-                raise ConfigError(f"fields {missing} are missing (an edited or truncated config.json?)")
-            for name, value in d.items():
-                default = fields[name].default
-                if default is dataclasses.MISSING:
-                    default = fields[name].default_factory() if fields[name].default_factory is not dataclasses.MISSING else None
-                if not _same_kind(default, value):
-                    raise ConfigError(f"field {name} is {value!r}, expected a {type(default).__name__} like {default!r}")
+            check_fields(cls, d)
         return cls(**d)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
-
-
-def _same_kind(default, value) -> bool:
-    """A JSON value fits a field whose default is `default` (ints are floats; lists are tuples; None: anything)."""
-    if default is None or value is None:
-        return True
-    if isinstance(default, bool):
-        return isinstance(value, bool)
-    if isinstance(default, (int, float)):
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and (
-            isinstance(default, float) or isinstance(value, int))
-    if isinstance(default, (tuple, list)):
-        return isinstance(value, (tuple, list))
-    return isinstance(value, type(default))

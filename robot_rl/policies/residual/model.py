@@ -13,8 +13,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from robot_rl.errors import DataError
+from robot_rl.errors import ConfigError, DataError
 from robot_rl.policies import checkpoint
+from robot_rl.policies.config_fields import check_fields
 from robot_rl.policies.chunk_context import act_with_context
 from robot_rl.policies.ensemble import CriticEnsemble
 from robot_rl.policies.features import FIXED_STATS, state_vector
@@ -157,7 +158,11 @@ class ResidualPolicy:
         try:
             norm = Normalizer.from_json(ckpt.normalizer)
             fields = ResidualConfig.__dataclass_fields__
-            cfg = ResidualConfig(**{k: v for k, v in raw.items() if k in fields})
+            known = {k: v for k, v in raw.items() if k in fields}  # the rest: what it learned on (base_deployment)
+            check_fields(ResidualConfig, known)
+            cfg = ResidualConfig(**known)
+        except ConfigError as e:
+            raise DataError(f"{ckpt.path / checkpoint.CONFIG}: invalid residual config ({e})") from None
         except (KeyError, TypeError, ValueError) as e:
             raise DataError(f"{ckpt.path}: not a readable residual checkpoint ({type(e).__name__}: {e})") from None
         actor = ResidualActor(len(norm.obs_mean), cfg, norm)

@@ -12,8 +12,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from robot_rl.errors import DataError
+from robot_rl.errors import ConfigError, DataError
 from robot_rl.policies import checkpoint
+from robot_rl.policies.config_fields import check_fields
 from robot_rl.policies.ensemble import CriticEnsemble
 from robot_rl.policies.hlgauss import HLGauss
 from robot_rl.policies.features import state_vector
@@ -138,10 +139,14 @@ class ValueFunction:
         raw, nj = ckpt.config, ckpt.normalizer
         raw.setdefault("task_space", False)  # checkpoints from before TCP-offset features scored joints only
         try:
-            cfg = ValueConfig(**{k: v for k, v in raw.items() if k in ValueConfig.__dataclass_fields__})
+            known = {k: v for k, v in raw.items() if k in ValueConfig.__dataclass_fields__}
+            check_fields(ValueConfig, known)
+            cfg = ValueConfig(**known)
             norm = ValueNormalizer(nj["obs_min"], nj["obs_max"], nj["act_low"], nj["act_high"], robot=cfg.robot)
             critic = ChunkCritic(len(norm.obs_min), cfg)
             critic.load_state_dict({k[7:]: v for k, v in ckpt.tensors.items() if k.startswith("critic.")})
+        except ConfigError as e:
+            raise DataError(f"{ckpt.path / checkpoint.CONFIG}: invalid value config ({e})") from None
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
             raise DataError(f"{ckpt.path}: not a readable value checkpoint ({type(e).__name__}: {e})") from None
         return cls(critic, norm, cfg)
