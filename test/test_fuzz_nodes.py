@@ -139,6 +139,13 @@ def test_every_node_survives_malformed_messages_and_commands_stay_safe(nodes, pr
     for topic in COMMANDS.values():
         probe.subscribe(Float64MultiArray, topic)
     probe.subscribe(JointTrajectory, STEERED)
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from std_msgs.msg import String
+
+    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    statuses = ("/diffusion_policy/status", "/scripted_expert/status", "/residual_policy/status", "/value_steering/status")
+    for topic in statuses:
+        probe.subscribe(String, topic, latched)
     nodes.start("driver", [sys.executable, DRIVER, "--ros-args", "-p", f"joint_names:=[{','.join(NAMES)}]",
                            "-p", f"initial:=[{','.join(map(str, map(float, ARM.home)))}]"])
     common = {"max_age": 1.0, "sync_tolerance": 0.3}
@@ -188,6 +195,11 @@ def test_every_node_survives_malformed_messages_and_commands_stay_safe(nodes, pr
     for msg in probe.all(STEERED):
         _, _, positions = msgs.trajectory_from_msg(msg)
         assert np.all(np.isfinite(positions)) and np.all(positions >= lower) and np.all(positions <= upper)
+    import json
+
+    for topic in statuses:  # every commanding node says whether it holds
+        wait_for(lambda t=topic: probe.latest(t) is not None, 10, f"{topic}")
+        assert isinstance(json.loads(probe.latest(topic).data)["holding"], bool), topic
     # the reliable topics (cameras are best effort: under load their malformed messages may be lost)
     heard = {"policy": ("/joint_states:", "/task/object_poses:"),
              "expert": ("/joint_states:",), "residual": ("/joint_states:", "/policy/action_chunk:"),

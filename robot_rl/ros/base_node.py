@@ -12,6 +12,7 @@ take the node, and a graph that needs it, down.
 from __future__ import annotations
 
 import inspect
+import json
 import time
 
 from rclpy.node import Node
@@ -30,6 +31,16 @@ class BaseNode(Node):
     def _now(self) -> float:
         """The node clock's time in seconds."""
         return self.get_clock().now().nanoseconds * 1e-9
+
+    def _status_every(self, period: float, status) -> None:
+        """~/status (std_msgs/String, JSON, transient local) every `period` s from `status()`:
+        whether the node holds, and its counters, for a monitor or a test to read."""
+        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+        from std_msgs.msg import String
+
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        pub = self.create_publisher(String, "~/status", latched)
+        self.create_timer(period, lambda: pub.publish(String(data=json.dumps(status()))))
 
     def _error_every(self, key: str, text: str, period: float = LOG_PERIOD) -> None:
         """An error line at most once per `period` per `key` (a topic): rclpy's own throttle is

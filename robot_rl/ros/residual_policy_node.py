@@ -81,6 +81,7 @@ class ResidualPolicyNode(BaseNode):
         self.create_subscription(JointTrajectory, "/policy/action_chunk", self._on_chunk, RELIABLE)
         self.create_subscription(JointState, "/joint_states", self._on_joints, RELIABLE)
         self.create_timer(c.max_age / 2, self.runner.watchdog)
+        self._status_every(1.0, self.runner.status)
 
     def _on_poses(self, msg: PoseArray) -> None:
         try:

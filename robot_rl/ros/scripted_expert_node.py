@@ -74,6 +74,7 @@ class ScriptedExpertNode(BaseNode):
         self.create_subscription(JointState, "/joint_states", self._on_joints, RELIABLE)
         self.create_subscription(PoseArray, "/task/object_poses", self._on_poses, RELIABLE)
         self.create_service(Trigger, "~/reset", self._on_reset)
+        self._status_every(1.0, lambda: {"task": c.task, "holding": self._held or self._joints is None})
         self.get_logger().info(f"task {c.task}, quality {c.quality}; {self.arm.describe()}")
 
     def _on_joints(self, msg: JointState) -> None:

@@ -103,6 +103,8 @@ class ValueSteeringNode(BaseNode):
         self.create_subscription(JointTrajectory, "/policy/candidates", self._on_candidates, RELIABLE,
                                  callback_group=MutuallyExclusiveCallbackGroup())
         self.create_timer(c.max_age / 2, self._watchdog)
+        self._status_every(1.0, lambda: {"critic": c.value_checkpoint, "holding": self._stale or self._received is None,
+                                         "decisions": self.decisions, "fallbacks": self.fallbacks})
         self.get_logger().info(f"critic {c.value_checkpoint or '(none: pass-through)'}, beta {c.beta}; {self.arm.describe()}")
 
     def _load(self, path: str):

@@ -326,6 +326,11 @@ class ResidualRunner:
         if self._joints is not None and self.now() - self._joints[1] > self.config.max_age:
             self._hold(f"no /joint_states for {self.now() - self._joints[1]:.2f} s")
 
+    def status(self) -> dict:
+        return {"residual": self.config.residual_checkpoint, "holding": self._stale or self._joints is None,
+                "commands": self.commands, "learn": self.config.learn,
+                "updates": self.online.updates if self.online is not None else 0}
+
     def close(self) -> None:
         self._joints = None  # no more ticks: commands stop
         self.log.info(f"{self.commands} commands")
