@@ -416,8 +416,8 @@ class _ReferenceClock:
         self._assign(t, arrival, raw, log_t)
 
     def _jumped(self, t: int, log_t: int | None, last_t: int, last_log: int | None) -> bool:
-        """Stamps back by more than JUMP frames, or forward by more far faster than the recording
-        went on (a lock-step sim may run 10x real time; a dropout moves stamps and log times alike)."""
+        """Stamps back by more than JUMP periods, or forward by as much while the log time moved 20x
+        less (a lock-step sim may run 10x real time; a dropout moves stamps and log times alike)."""
         if log_t is None or last_log is None:
             return False
         dt = t - last_t
@@ -501,8 +501,8 @@ class SyncResult:
     trimmed_end: int = 0
     gaps: list[dict] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)  # messages seen per topic
-    dropped: list[dict] = field(default_factory=list)  # {"frame", "reason"} of every frame dropped inside the episode
-    clock: dict = field(default_factory=dict)  # the reference clock: paced, collisions, late messages
+    dropped: list[dict] = field(default_factory=list)  # {"frame", "topic", "reason"} of every frame dropped inside the episode
+    clock: dict = field(default_factory=dict)  # the reference clock: paced, collisions, jumps, late messages
 
     def report(self) -> dict:
         return {"frames": self.length, "trimmed_start": self.trimmed_start, "trimmed_end": self.trimmed_end,
