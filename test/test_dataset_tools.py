@@ -308,3 +308,27 @@ def test_a_markerless_bag_with_pauses_gives_one_episode_per_stretch(tmp_path):
     assert ds.num_episodes == 3 and [int(n) for n in ds.episode_lengths] == [14, 19, 11]
     assert ds.success.tolist() == [True, False, True]
     assert [c["episode"] for c in report["committed"]] == [0, 1, 2]
+
+
+def test_a_markerless_bag_split_at_a_reset_topic(tmp_path):
+    """Episodes back to back, each announced on /sim/episode_start (what mujoco_sim publishes)."""
+    from rosbags.typesys.stores import ros2_kilted as T
+
+    from robot_rl.data.bag import serialize
+
+    msgs = []
+    for e, n in enumerate((15, 20, 12)):
+        t0 = S + e * 3 * S  # 0.5 s or more after the previous episode's end: no pause to split at
+        start = serialize(T.std_msgs__msg__Header(stamp=T.builtin_interfaces__msg__Time(sec=t0 // S, nanosec=0),
+                                                  frame_id=""), "std_msgs/msg/Header")
+        msgs.append(("/sim/episode_start", "std_msgs/msg/Header", t0 - 1, start))
+        msgs += [(topic, MSGTYPES[topic], t, raw) for topic, t, raw in sim_ticks(n, success_at=n - 3, t0_ns=t0, seed=e)]
+    bag = write_bag(tmp_path / "b", msgs)
+    args = tools._defaults()
+    args.reset_topic = "/sim/episode_start"
+    tools.from_bag([bag], tmp_path / "d", args, log=lambda s: None)
+    ds = EpisodeDataset.open(tmp_path / "d")
+    assert [int(n) for n in ds.episode_lengths] == [14, 19, 11] and ds.success.tolist() == [True, True, True]
+    args.reset_topic = "/nope"
+    with pytest.raises(DataError, match="no /nope topic to split episodes at"):
+        tools.from_bag([bag], tmp_path / "d2", args, log=lambda s: None)

@@ -11,7 +11,7 @@ from-bag: a bag made by our recorder holds episode markers (start/stop/discard o
 /recorder/events) and the recorder's sync settings, and converts to exactly the episodes the
 recorder committed live. Any other ROS 2 bag with the standard topics converts with settings
 from the flags and topics found in the bag, one episode per stretch between pauses (no message for --pause
-seconds).
+seconds) or messages on --reset-topic.
 """
 from __future__ import annotations
 
@@ -133,9 +133,12 @@ def convert_bag(bag_path, dataset_path, args=None, log=_say) -> dict:
                 episode_meta["success"] = _success_label(bag_path, args.success, frames)
                 commit(number, frames, episode_meta)
 
+            reset = args.reset_topic or None
+            if reset and reset not in topics:
+                raise DataError(f"bag {bag_path}: no {reset} topic to split episodes at (topics: {sorted(topics)})")
             for topic, t, raw, publish in reader.records():
-                if pause is not None and last is not None and t - last > pause:
-                    finish(episodes)  # the recording paused: one episode ends here, the next begins
+                if first is not None and ((pause is not None and t - last > pause) or topic == reset):
+                    finish(episodes)  # the recording paused, or a reset: one episode ends, the next begins
                     episodes += 1
                     assembler.start(meta, t)
                 if first is None:
@@ -354,6 +357,8 @@ def _from_bag_arguments(p) -> None:
     g.add_argument("--success-topic", default="/task/success")
     g.add_argument("--points-topic", default="")
     g.add_argument("--receive-time", action="store_true", help="align on bag receive times, not header stamps")
+    g.add_argument("--reset-topic", default="",
+                   help="each message on this topic (e.g. /sim/episode_start) ends an episode and starts the next")
     g.add_argument("--pause", type=float, default=2.0,
                    help="s: a bag silent this long ends an episode and starts the next (0: one episode per bag)")
     g.add_argument("--ee-pose", action=argparse.BooleanOptionalAction, default=True,
