@@ -332,3 +332,34 @@ def test_a_markerless_bag_split_at_a_reset_topic(tmp_path):
     args.reset_topic = "/nope"
     with pytest.raises(DataError, match="no /nope topic to split episodes at"):
         tools.from_bag([bag], tmp_path / "d2", args, log=lambda s: None)
+
+
+def test_actions_from_the_trajectory_topic(tmp_path):
+    """A steering-style commander: a chunk of 6 points every 4 ticks on the trajectory topic,
+    stamped with its observation; frame k's action is the point in force at frame k."""
+    from rosbags.typesys.stores import ros2_kilted as T
+
+    from robot_rl.data.bag import serialize
+
+    ticks = [m for m in sim_ticks(24, t0_ns=S) if m[0] != "/forward_position_controller/commands"]
+    msgs = [(topic, MSGTYPES[topic], t, raw) for topic, t, raw in ticks]
+    for k0 in range(0, 24, 4):
+        t0 = S + k0 * 100_000_000
+        points = [T.trajectory_msgs__msg__JointTrajectoryPoint(
+            positions=np.array([k0 + j + 0.25] + [0.0] * 7), velocities=np.zeros(0), accelerations=np.zeros(0),
+            effort=np.zeros(0), time_from_start=T.builtin_interfaces__msg__Duration(sec=0, nanosec=j * 100_000_000))
+            for j in range(6)]
+        traj = T.trajectory_msgs__msg__JointTrajectory(
+            header=T.std_msgs__msg__Header(stamp=T.builtin_interfaces__msg__Time(sec=t0 // S, nanosec=t0 % S), frame_id=""),
+            joint_names=list(JOINTS), points=points)
+        msgs.append(("/joint_trajectory_controller/joint_trajectory", "trajectory_msgs/msg/JointTrajectory",
+                     t0 + 2_000_000, serialize(traj, "trajectory_msgs/msg/JointTrajectory")))
+    bag = write_bag(tmp_path / "b", sorted(msgs, key=lambda m: m[2]))
+    with pytest.raises(DataError, match="or --actions trajectory"):
+        tools.from_bag([bag], tmp_path / "d0", tools._defaults(), log=lambda s: None)
+    args = tools._defaults()
+    args.actions = "trajectory"
+    tools.from_bag([bag], tmp_path / "d", args, log=lambda s: None)
+    ep = EpisodeDataset.open(tmp_path / "d").load_episode(0)
+    k = ep["joint_pos"][:, 0]
+    np.testing.assert_allclose(ep["action"][:, 0], k + 0.25, atol=1e-6)  # point k - k0 of the chunk from k0

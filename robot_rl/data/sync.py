@@ -27,6 +27,10 @@ For each frame and stream, the message picked is:
   grid tolerates. No command in a period: the commander did not act on that observation;
 * `hold` (success, a level published every tick or only when it changes): the message within half
   a period of the frame time, else the last one before it;
+* `in_force` (a JointTrajectory as the action, `from-bag --actions trajectory`): the latest
+  trajectory before the frame's period ends, sampled at the frame's time (linear between points,
+  the last point after its end; point j of a chunk stamped s is the command for the frame at
+  s + j * dt, as in the chunks this package publishes);
 
 and a stream with `lead = 1` (reward, success) is sampled at the *next* frame's time, so frame k
 holds the reward and success that followed action k, like gymnasium's `step()` and
@@ -57,8 +61,8 @@ import numpy as np
 
 from robot_rl.errors import ConfigError, DataError
 
-KINDS = ("joint_state", "image", "depth", "points", "poses", "command", "reward", "success", "camera_info")
-MODES = ("nearest", "last", "hold")
+KINDS = ("joint_state", "image", "depth", "points", "poses", "command", "trajectory", "reward", "success", "camera_info")
+MODES = ("nearest", "last", "hold", "in_force")
 ON_GAP = ("drop", "refuse", "mark")
 ACTIVE_NS = 1_000_000_000  # a stamped topic silent for longer does not hold headerless messages back
 LAST_TOLERANCE_NS = 1_000_000  # `last`: periods start 1 ms early (a command stamped just before its frame)
@@ -70,6 +74,7 @@ MSGTYPES = {  # default message type per stream kind, and the types each kind ac
     "points": ("sensor_msgs/msg/PointCloud2",),
     "poses": ("geometry_msgs/msg/PoseArray",),
     "command": ("std_msgs/msg/Float64MultiArray",),
+    "trajectory": ("trajectory_msgs/msg/JointTrajectory",),
     "reward": ("std_msgs/msg/Float32", "std_msgs/msg/Float64"),
     "success": ("std_msgs/msg/Bool",),
     "camera_info": ("sensor_msgs/msg/CameraInfo",),
@@ -103,7 +108,7 @@ class Stream:
         """The frame keys this stream fills (joint_state: ee pose keys are added by the config)."""
         return {"joint_state": ("joint_pos", "joint_vel"), "image": (f"{self.name}_rgb",),
                 "depth": (f"{self.name}_depth",), "points": ("points",), "poses": ("object_poses",),
-                "command": ("action",), "reward": ("reward",), "success": ("success",),
+                "command": ("action",), "trajectory": ("action",), "reward": ("reward",), "success": ("success",),
                 "camera_info": ()}[self.kind]
 
 
@@ -333,6 +338,27 @@ class Decoder:
                             f"{len(self.config.joint_names)} for joint_names {list(self.config.joint_names)}")
         return {"action": data.astype(np.float32)}
 
+    def trajectory_at(self, stream: Stream, raw, received: int, at: int) -> dict[str, np.ndarray]:
+        """A JointTrajectory's positions for joint_names at time `at` (ns): linear between points,
+        the last point after its end, like joint_trajectory_controller; it starts at its header
+        stamp (0: when it was sent, `received`)."""
+        msg = self.deserialize(raw, self.msgtypes[stream.topic])
+        names = [str(n) for n in msg.joint_names]
+        missing = [n for n in self.config.joint_names if n not in names]
+        if missing or not msg.points:
+            raise DataError(f"topic {stream.topic}: trajectory for {names} with {len(msg.points)} points lacks "
+                            f"{missing or 'points'} of joint_names {list(self.config.joint_names)}")
+        start = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec or received
+        times = np.array([p.time_from_start.sec + p.time_from_start.nanosec * 1e-9 for p in msg.points])
+        positions = np.array([np.asarray(p.positions, dtype=np.float64) for p in msg.points])
+        if positions.shape != (len(times), len(names)) or np.any(np.diff(times) <= 0):
+            raise DataError(f"topic {stream.topic}: trajectory points must have {len(names)} positions and "
+                            "increasing times")
+        order = [names.index(n) for n in self.config.joint_names]
+        s = (at - start) * 1e-9
+        action = [np.interp(s, times, positions[:, j]) for j in order]
+        return {"action": np.asarray(action, dtype=np.float32)}
+
     def _reward(self, stream, msg):
         return {"reward": np.float32(msg.data)}
 
@@ -533,7 +559,8 @@ class Synchronizer:
         self._stamped = {s.topic: config.use_header_stamps and has_header(msgtypes[s.topic]) for s in config.frame_streams}
         self._stamped_topics = [topic for topic, stamped in self._stamped.items() if stamped]
         self._ref_seen = 0
-        self._periods = any(lane.stream.mode == "last" for lane in self.lanes.values())
+        self._periods = any(lane.stream.mode in ("last", "in_force") for lane in self.lanes.values())
+        self._sample_at: dict[tuple[int, str], int] = {}  # (frame, trajectory topic) -> when to sample it
         self._start_index: int | None = None  # grid index of the episode's frame 0
         self._finishing = False
         self.decisions: dict[int, dict[str, tuple]] = {}  # frame -> topic -> (ok, raw or None, t)
@@ -715,10 +742,16 @@ class Synchronizer:
                 if before:
                     t, a, raw = max(before, key=lambda m: (m[0], m[1]))
                     best = ((t, a), raw, t)
-        else:  # last: the latest message of the frame's period, the command in effect after it
+        elif lane.stream.mode == "last":  # the latest message of the frame's period, the command in effect after it
             for t, a, raw in buf:
                 if lo <= t <= hi and (best is None or (t, a) > best[0]):
                     best = ((t, a), raw, t)
+        else:  # in_force: the latest message before the period ends (a trajectory runs for many frames)
+            for t, a, raw in buf + older:
+                if t <= hi and (best is None or (t, a) > best[0]):
+                    best = ((t, a), raw, t)
+            if best is not None:  # sampled at the frame's own time: point j of a chunk stamped s is the
+                self._sample_at[(k, lane.stream.topic)] = lo + self.eps  # command for the frame at s + j dt
         if best is not None:
             decision = (True, best[1], best[2])
         else:  # a gap for this stream: remember a message of any age for `mark`
@@ -773,7 +806,7 @@ class Synchronizer:
                 self._gap()
             if not self.started:
                 self.started, self._start_index = True, k
-            self._emit(decision)
+            self._emit(decision, k)
         elif self.started:
             self.held.append((k, decision, why))
         else:
@@ -809,16 +842,20 @@ class Synchronizer:
             return
         for k, decision, (topic, why) in held:
             if self.config.on_gap == "mark" and all(raw is not None for _, raw, _ in decision.values()):
-                self._emit(decision)
+                self._emit(decision, k)
             else:
                 self.dropped.append({"frame": k - first, "topic": topic, "reason": why})
 
-    def _emit(self, decision: dict) -> None:
+    def _emit(self, decision: dict, k: int) -> None:
         if self.refused is not None:
             return
-        for topic, (_, raw, _) in decision.items():
+        for topic, (_, raw, t) in decision.items():
             stream = self.config.reference if topic == self.ref else self.lanes[topic].stream
-            for key, value in self.decoder.decode(stream, raw).items():
+            if stream.kind == "trajectory":  # the trajectory in force, at the frame's time
+                values = self.decoder.trajectory_at(stream, raw, t, self._sample_at.pop((k, topic), t))
+            else:
+                values = self.decoder.decode(stream, raw)
+            for key, value in values.items():
                 self.columns.setdefault(key, []).append(value)
         self.length += 1
 

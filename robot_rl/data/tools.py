@@ -54,12 +54,17 @@ def _foreign_config(info_topics: dict[str, str], args) -> SyncConfig:
         return topic if topic in topics else ""
 
     if args.actions == "commands" and args.action_topic not in topics:
+        hint = " or --actions trajectory" if args.trajectory_topic in topics else ""
         raise DataError(f"bag has no {args.action_topic} topic for the actions (topics: {sorted(topics)}); pass "
-                        "--action-topic, --actions next-joint-states (kinesthetic / teleoperation) or --actions none")
+                        f"--action-topic{hint}, --actions next-joint-states (kinesthetic / teleoperation) or --actions none")
+    if args.actions == "trajectory" and args.trajectory_topic not in topics:
+        raise DataError(f"bag has no {args.trajectory_topic} topic for the actions (topics: {sorted(topics)})")
     action_topic = args.action_topic if args.actions == "commands" else ""
     streams = standard_streams(args.joint_states_topic, action_topic, cameras, depth,
                                present(args.object_poses_topic), present(args.reward_topic),
                                present(args.success_topic), present(args.points_topic or ""))
+    if args.actions == "trajectory":
+        streams += (Stream(args.trajectory_topic, "trajectory", mode="in_force"),)
     joint_names = tuple(args.joint_names or load_robot(args.robot).joint_names)
     return SyncConfig(args.rate_hz, args.max_age, joint_names, streams, args.on_gap,
                       not args.receive_time, args.ee_pose, args.robot, args.max_gap)
@@ -347,9 +352,11 @@ def _from_bag_arguments(p) -> None:
     g.add_argument("--joint-names", nargs="+", default=None, help="joint order of the dataset; default: the robot's")
     g.add_argument("--joint-states-topic", default="/joint_states")
     g.add_argument("--action-topic", default="/forward_position_controller/commands")
-    g.add_argument("--actions", choices=["commands", "next-joint-states", "none"], default="commands",
-                   help="the action label: the commands topic; the next frame's joint positions (kinesthetic "
-                        "teaching, teleoperation recorded without commands); or none")
+    g.add_argument("--actions", choices=["commands", "trajectory", "next-joint-states", "none"], default="commands",
+                   help="the action label: the commands topic; the trajectory topic (the trajectory in force, "
+                        "sampled at the frame's time); the next frame's joint positions (kinesthetic teaching, "
+                        "teleoperation recorded without commands); or none")
+    g.add_argument("--trajectory-topic", default="/joint_trajectory_controller/joint_trajectory")
     g.add_argument("--cameras", nargs="*", default=None, help="default: every /camera/<cam>/image_raw in the bag")
     g.add_argument("--depth", action=argparse.BooleanOptionalAction, default=None)
     g.add_argument("--object-poses-topic", default="/task/object_poses")
