@@ -112,16 +112,14 @@ def test_names_that_do_not_match_or_another_robot_are_refused_at_start(nodes, ar
 
 def test_record_demos_on_the_second_arm_over_dds(tmp_path):
     """The 6-DoF arm through the product's graph: sim + expert + recorder (`-p robot=ur_arm`),
-    episodes run by `robot-rl episodes`; the dataset records the arm and its joint names."""
+    episodes run by `robot-rl episodes`; the dataset records the arm and its joint names, and the
+    first episode of the run is whole (robot-rl episodes waits for the recorder's ~/ready)."""
     from robot_rl.data.dataset import EpisodeDataset
 
     log = open(tmp_path / "graph.log", "w")
     graph = subprocess.Popen([sys.executable, "-m", "robot_rl.cli", "bringup", "record_demos", "-p", "robot=ur_arm",
                               "-p", "task=lift", "-p", f"recorder.dataset={tmp_path / 'demos'}",
-                              "-p", f"recorder.bag_dir={tmp_path / 'bags'}", "-p", "cameras=[]",
-                              # a frame whose command came late is marked, not refused (the frame-grid
-                              # tolerance on a busy machine is issue 31's, not this test's)
-                              "-p", "recorder.on_gap=mark"],
+                              "-p", f"recorder.bag_dir={tmp_path / 'bags'}", "-p", "cameras=[]"],
                              start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
     try:
         r = subprocess.run([sys.executable, "-m", "robot_rl.cli", "episodes", "--task", "lift", "--num-episodes", "2",
@@ -146,3 +144,7 @@ def test_record_demos_on_the_second_arm_over_dds(tmp_path):
     assert ds.meta["joint_names"][:3] == ["shoulder_pan_joint", "shoulder_lift_joint", "elbow_joint"]
     assert ds.num_episodes == 2, (tmp_path / "graph.log").read_text()[-4000:]
     assert ds.keys["action"]["shape"] == [8] and all(ds.success)
+    for i in range(ds.num_episodes):  # every episode whole from its start, the first one too (it used
+        ep = ds.load_episode(i)  # to begin while the recorder still connected: cube already lifted)
+        assert ep["object_poses"][0, 0, 2] < 0.03, f"episode {i} starts with the cube at {ep['object_poses'][0, 0]}"
+        assert ds.episode_meta(i)["sync"]["trimmed_start"] <= 1

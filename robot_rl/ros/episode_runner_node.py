@@ -106,6 +106,9 @@ class EpisodeRunner(Node):
                                        f"{self.config.service_timeout:.0f} s; start the graph first "
                                        "(robot-rl bringup sim_expert)")
         self._check_task()
+        if self.config.recorder:  # before the first reset: an episode must not start while the
+            # recorder still connects to its topics (the first episode used to be cut short)
+            self._call(f"/{self.config.recorder}/ready", retry_not_ready=True)
 
     def _check_task(self) -> None:
         """Refuse to report a success rate for the wrong task."""

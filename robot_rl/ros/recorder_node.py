@@ -10,7 +10,8 @@ stamps, counts and enqueues, and the core's threads write the bag and commit epi
 is subscribed once it has a publisher, with QoS that matches the publishers (best effort if any
 of them is, else reliable), like `ros2 bag record`.
 
-Services (std_srvs/Trigger): ~/start, ~/stop_success, ~/stop_failure, ~/discard; the response
+Services (std_srvs/Trigger): ~/ready (would ~/start record now? nothing started), ~/start,
+~/stop_success, ~/stop_failure, ~/discard; the response
 says what happened (`success: false` with the reason when refused). The episode meta (task,
 source_*, operator) are dynamic parameters: set them before ~/start.
 
@@ -77,6 +78,7 @@ class RecorderNode(BaseNode):
         self._subscribe_ready()
         self.create_timer(0.2, self._subscribe_ready)
         self.create_service(Trigger, "~/start", self._on_start)
+        self.create_service(Trigger, "~/ready", self._on_ready)
         self.create_service(Trigger, "~/stop_success", lambda req, res: self._on_stop(res, True))
         self.create_service(Trigger, "~/stop_failure", lambda req, res: self._on_stop(res, False))
         self.create_service(Trigger, "~/discard", self._on_discard)
@@ -158,6 +160,12 @@ class RecorderNode(BaseNode):
         frames = [s.topic for s in self.recorder.sync_config.frame_streams]
         waiting += [t for t in frames if t not in self._subs or self._subs[t].get_publisher_count() == 0]
         return f"not ready: waiting to connect to the publishers of {sorted(set(waiting))}" if waiting else None
+
+    def _on_ready(self, request, response):
+        """Whether ~/start would record now (nothing is started): a runner asks before its first reset."""
+        reason = self._not_ready()
+        response.success, response.message = reason is None, reason or "ready"
+        return response
 
     def _on_start(self, request, response):
         reason = self._not_ready()
