@@ -60,10 +60,9 @@ class ScriptedExpertNode(BaseNode):
         super().__init__("scripted_expert", **kwargs)
         self.config = c = declare_config(self, ScriptedExpertConfig)
         from robot_rl.sim.experts import ScriptedExpert
-
-        self.arm = ArmInterface.build(c, c.control_dt, what=f"expert {c.task}")
         from robot_rl.sim.tasks import TASKS
 
+        self.arm = ArmInterface.build(c, c.control_dt, what=f"expert {c.task}")
         self.expert = ScriptedExpert(c.task, quality=c.quality_arg, seed=c.seed, robot=self.arm.robot)
         self.objects = TASKS[c.task].object_names  # /task/object_poses rows
         self._joints = None  # (stamp, receive_time, joint_pos in the robot's order, joint_vel)
