@@ -107,7 +107,11 @@ class EpisodeRunner(Node):
                                        "(robot-rl bringup sim_expert)")
         self._check_task()
         if self.config.recorder:  # before the first reset: an episode must not start while the
-            # recorder still connects to its topics (the first episode used to be cut short)
+            # recorder still connects to its topics, nor while this node discovers the recorder's
+            # services (a lock-step sim ran the first episode to its end meanwhile: it was recorded
+            # from its last frames, the cube already lifted)
+            for verb in ("start", "stop_success", "stop_failure"):
+                self._client(f"/{self.config.recorder}/{verb}")
             self._call(f"/{self.config.recorder}/ready", retry_not_ready=True)
 
     def _check_task(self) -> None:
@@ -149,15 +153,20 @@ class EpisodeRunner(Node):
             self._call(f"/{self.config.recorder}/stop_{'success' if self._success else 'failure'}")
         return EpisodeOutcome(seed, self._success, self._steps, time.monotonic() - t0)
 
-    def _call(self, service: str, retry_not_ready: bool = False) -> str:
-        """Call a Trigger service (clients are made once); RobotRLError when it refuses. With
-        `retry_not_ready`, a "not ready: ..." answer (the recorder still connecting to its topics)
-        is asked again until service_timeout."""
+    def _client(self, service: str):
+        """The Trigger client of `service`, made once and waited for (discovery takes a while)."""
         client = self._recorder_clients.get(service)
         if client is None:
             client = self._recorder_clients[service] = self.create_client(Trigger, service)
             if not client.wait_for_service(timeout_sec=self.config.service_timeout):
                 raise RobotRLError(f"service {service} did not appear within {self.config.service_timeout:.0f} s")
+        return client
+
+    def _call(self, service: str, retry_not_ready: bool = False) -> str:
+        """Call a Trigger service (clients are made once); RobotRLError when it refuses. With
+        `retry_not_ready`, a "not ready: ..." answer (the recorder still connecting to its topics)
+        is asked again until service_timeout."""
+        client = self._client(service)
         deadline = time.monotonic() + self.config.service_timeout
         while True:
             response = self._spin_until(client.call_async(Trigger.Request()), 10.0, service)
