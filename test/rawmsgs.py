@@ -101,3 +101,8 @@ def sim_ticks(n: int, dt_ns: int = 100_000_000, t0_ns: int = 1_000_000_000, came
         last = max(t, last + 1)
         fixed.append((topic, last, raw))
     return fixed
+
+
+def header(t_ns: int) -> bytes:
+    """A std_msgs/Header, as /sim/episode_start announces an episode's first observation."""
+    return serialize(_header(t_ns), "std_msgs/msg/Header")

@@ -310,6 +310,48 @@ def test_a_markerless_bag_with_pauses_gives_one_episode_per_stretch(tmp_path):
     assert [c["episode"] for c in report["committed"]] == [0, 1, 2]
 
 
+def test_a_markerless_bag_split_where_the_arm_rests(tmp_path):
+    """Teleoperation as people record it: one bag, joint states at 10 Hz throughout, the arm
+    resting 3 s before, between and after the demonstrations (no pause, no marker). --rest cuts
+    at each rest: each episode runs from the frame before the arm moves to the frame it stops."""
+    from rawmsgs import command, joint_state, poses, reward, success
+
+    msgs, k, q = [], 0, np.zeros(8)
+    moves = []  # (first moving tick, last moving tick) per demonstration
+
+    def tick(q, done=False):
+        nonlocal k
+        t = S + k * 100_000_000
+        msgs.extend([("/task/object_poses", t, poses(t, [[k, 0, 0, 1, 0, 0, 0]])), ("/task/reward", t + 1, reward(0.0)),
+                     ("/task/success", t + 2, success(done)), ("/joint_states", t + 3, joint_state(t, q)),
+                     ("/forward_position_controller/commands", t + 4, command(q))])
+        k += 1
+
+    for n in (15, 20, 12):
+        for _ in range(30):  # 3 s at rest
+            tick(q)
+        first = k
+        for i in range(n):
+            q = q + 0.05
+            tick(q, done=i == n - 1)
+        moves.append((first, k - 1))
+    for _ in range(30):
+        tick(q, done=True)
+    bag = write_bag(tmp_path / "b", [(topic, MSGTYPES[topic], t, raw) for topic, t, raw in msgs])
+    args = tools._defaults()
+    (one,) = tools.from_bag([bag], tmp_path / "d0", args, log=lambda s: None)
+    assert len(one["committed"]) == 1  # without --rest: one episode, rests included
+    args.rest = 2.0
+    tools.from_bag([bag], tmp_path / "d", args, log=lambda s: None)
+    ds = EpisodeDataset.open(tmp_path / "d")
+    assert ds.num_episodes == 3
+    for i, (a, b) in enumerate(moves):
+        ticks = ds.load_episode(i)["object_poses"][:, 0, 0].astype(int)
+        assert ticks[0] == a - 1 and ticks[-1] == b, (i, ticks)  # the rest frame before, the arrival
+        assert np.all(np.diff(ticks) == 1)
+    assert ds.success.tolist() == [True, True, True]
+
+
 def test_a_markerless_bag_split_at_a_reset_topic(tmp_path):
     """Episodes back to back, each announced on /sim/episode_start (what mujoco_sim publishes)."""
     from rosbags.typesys.stores import ros2_kilted as T

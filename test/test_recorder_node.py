@@ -108,10 +108,10 @@ def start_recording(probe, recorder: str = "/recorder"):
 
 
 def run_episode(probe, success_or_ticks: int, recorder: str = "/recorder") -> bool:
-    """Reset the sim, record until success or `success_or_ticks` ticks, stop with the label."""
-    assert probe.call(Trigger, "/sim/reset").success
-    time.sleep(0.3)
+    """Start recording, reset the sim (robot-rl episodes' order: the episode begins at the reset's
+    first observation), record until success or `success_or_ticks` ticks, stop with the label."""
     assert start_recording(probe, recorder).success
+    assert probe.call(Trigger, "/sim/reset").success
     n0 = probe.count("/joint_states")
     wait_for(lambda: probe.count("/joint_states") >= n0 + 5, 20, "ticks after the start")
     wait_for(lambda: (probe.latest("/task/success") is not None and probe.latest("/task/success").data)
@@ -125,7 +125,7 @@ def run_episode(probe, success_or_ticks: int, recorder: str = "/recorder") -> bo
 # Every stream of the sim + expert graph: an episode started before the recorder has found
 # /joint_states (its reference clock) is rightly refused, and discovery can take seconds.
 SIM_STREAMS = ("/forward_position_controller/commands", "/joint_states", "/task/object_poses", "/task/reward",
-               "/task/success", "/camera/front/image_raw", "/camera/front/camera_info")
+               "/task/success", "/camera/front/image_raw", "/camera/front/camera_info", "/sim/episode_start")
 
 
 def subscribed_to_all(log: str) -> bool:
@@ -155,6 +155,7 @@ def test_sim_expert_episodes_from_bag_equals_live_and_sigkill(nodes, probe, tmp_
         ep, meta = live.load_episode(i), live.episode_meta(i)
         assert meta["source"] == {"kind": "scripted_expert", "quality": "expert"} and meta["task"] == "reach"
         assert meta["sync"]["gaps"] == [] and len(ep["action"]) >= 5
+        assert meta["sync"]["trimmed_start"] == 0 and meta["sync"]["begin_ns"] > 0  # whole from the reset
         assert np.all(np.abs(ep["action"] - ep["joint_pos"]) < 1.0)  # commands are targets near the arm
         assert ep["front_rgb"].shape[1:] == (48, 64, 3)
         assert ep["success"][-1] == labels[i]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from clock_bags import MS, Truth, clock_episode
+from clock_bags import MS, PERIOD, Truth, clock_episode
 from rawmsgs import JOINTS
 
 from robot_rl.data.bag import typestore
@@ -122,3 +122,49 @@ def test_a_long_gap_refuses_and_refuse_mode_refuses_any():
     assert len(run(config(), one).dropped) == 1
     with pytest.raises(Exception, match=r"commands had no message in the periods of frames 10-10"):
         run(config(on_gap="refuse"), one)
+
+
+def test_an_episode_announced_after_its_start_marker_begins_at_its_first_observation():
+    """The recorder is started just before the sim's reset (robot-rl episodes does so): the old
+    episode's last frames come after the marker, and /sim/episode_start (stamped with the new first
+    observation) may even be taken after that observation. The episode is the new one, whole."""
+    from rawmsgs import header
+
+    from robot_rl.data.sync import HEADER_TYPE, EpisodeAssembler
+
+    old, _ = clock_episode(ticks=10, seed=1, jitter=0.1)
+    t_new = 100_000 * MS + 10 * PERIOD + 3 * MS  # the reset moved the phase a little
+    new, truth = clock_episode(ticks=40, seed=2, jitter=0.1, t0=t_new)
+    first_js = next(m for m in new if m[0] == "/joint_states")
+    marker = old[len(old) * 7 // 10][1] - 1  # ~/start during the old episode's last frames
+    announce = ("/sim/episode_start", first_js[1] + 1, header(_stamp_of(first_js[2])), first_js[1] + 1)
+    messages = sorted(old + new + [announce], key=lambda m: m[1])
+
+    def assemble(cfg):
+        msgtypes = {s.topic: MSGTYPES[s.kind][0] for s in cfg.streams} | {"/sim/episode_start": HEADER_TYPE}
+        asm = EpisodeAssembler(cfg, msgtypes, typestore().deserialize_cdr)
+        started = False
+        for topic, log, raw, publish in messages:
+            if not started and log > marker:
+                asm.start({}, marker)
+                started = True
+            asm.message(topic, log, raw, publish)
+        return asm.stop(True, messages[-1][1] + 1)
+
+    import dataclasses
+
+    frames, meta = assemble(dataclasses.replace(config(), episode_start_topic="/sim/episode_start"))
+    ticks = frames["joint_pos"][:, 0].astype(int)
+    assert list(ticks) == expected_frames(truth)  # 0, 1, ...: from the first observation on
+    np.testing.assert_array_equal(frames["action"][:, 0], ticks + 0.5)
+    assert meta["sync"]["trimmed_start"] == 0 and meta["sync"]["before_begin"] > 0
+    assert meta["sync"]["begin_ns"] == _stamp_of(first_js[2])
+    # without the announcement the old episode's last frames lead the episode
+    frames, _ = assemble(config())
+    assert frames["joint_pos"][0, 0] > 0 and len(frames["joint_pos"]) > len(ticks)
+
+
+def _stamp_of(raw) -> int:
+    from robot_rl.data.bag import header_stamp_ns
+
+    return header_stamp_ns(raw)

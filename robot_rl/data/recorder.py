@@ -28,7 +28,7 @@ from pathlib import Path
 
 from robot_rl.data.bag import (DISK_ERRNOS, EVENTS_TOPIC, STRING_TYPE, BagWriter, event_message, msgtype_name,
                                typestore)
-from robot_rl.data.sync import MSGTYPES, EpisodeAssembler, EpisodeRefused, SyncConfig, standard_streams
+from robot_rl.data.sync import HEADER_TYPE, MSGTYPES, EpisodeAssembler, EpisodeRefused, SyncConfig, standard_streams
 from robot_rl.errors import ConfigError, DataError
 from robot_rl.robot import load_robot
 
@@ -54,6 +54,8 @@ class RecorderConfig:
     object_poses_topic: str = field(default="/task/object_poses", metadata={"help": "geometry_msgs/PoseArray; '' for none"})
     reward_topic: str = field(default="/task/reward", metadata={"help": "std_msgs/Float32 reward; '' for none"})
     success_topic: str = field(default="/task/success", metadata={"help": "std_msgs/Bool success; '' for none"})
+    episode_start_topic: str = field(default="/sim/episode_start", metadata={"help": "std_msgs/Header stamped with an episode's first observation (the simulator's reset): an episode started up to episode_start_window s before it begins at that observation; '' for none"})
+    episode_start_window: float = field(default=2.0, metadata={"help": "s: see episode_start_topic"})
     extra_topics: tuple[str, ...] = field(default=(), metadata={"help": "more topics for the bag only, as topic=pkg/msg/Type"})
     ee_pose: bool = field(default=True, metadata={"help": "add ee_pos/ee_quat from joint_pos by forward kinematics of the robot"})
     use_header_stamps: bool = field(default=True, metadata={"help": "align on header stamps where messages have them"})
@@ -88,7 +90,8 @@ class RecorderConfig:
         streams = standard_streams(self.joint_states_topic, self.action_topic, self.cameras, self.depth_cameras,
                                    self.object_poses_topic, self.reward_topic, self.success_topic, self.points_topic)
         return SyncConfig(self.rate_hz, self.max_age, tuple(self.joint_names), streams, self.on_gap,
-                          self.use_header_stamps, self.ee_pose, self.robot, self.max_gap)
+                          self.use_header_stamps, self.ee_pose, self.robot, self.max_gap,
+                          self.episode_start_topic, self.episode_start_window)
 
     def extra(self) -> dict[str, str]:
         out = {}
@@ -148,6 +151,8 @@ class Recorder:
         self.log = log or (lambda level, text: None)
         self.sync_config = config.sync_config()
         msgtypes = {s.topic: MSGTYPES[s.kind][0] for s in self.sync_config.streams}
+        if config.episode_start_topic:
+            msgtypes[config.episode_start_topic] = HEADER_TYPE
         for topic, msgtype in config.extra().items():
             if topic in msgtypes and msgtypes[topic] != msgtype:
                 raise ConfigError(f"extra_topics: {topic} is already recorded as {msgtypes[topic]}")
@@ -259,7 +264,8 @@ class Recorder:
                 st.dropped_queue += 1
                 return
             t = self._log_time(log_time_ns)
-            if self.episode is None and self.config.idle_rate_hz >= 0 and not topic.endswith("/camera_info"):
+            if (self.episode is None and self.config.idle_rate_hz >= 0 and not topic.endswith("/camera_info")
+                    and topic != self.config.episode_start_topic):
                 rate = self.config.idle_rate_hz
                 if rate == 0 or t - st.idle_last < 1e9 / rate:
                     st.idle_skipped += 1  # no episode open: the bag does not grow with idle streams

@@ -36,6 +36,14 @@ and a stream with `lead = 1` (reward, success) is sampled at the *next* frame's 
 holds the reward and success that followed action k, like gymnasium's `step()` and
 `robot-rl collect`.
 
+Where an episode begins: at its start marker, or -- when `episode_start_topic` is set (the
+simulator's /sim/episode_start, a std_msgs/Header stamped with the new episode's first observation)
+and such a message comes within `episode_start_window` seconds after the marker -- at that stamp:
+the episode is assembled again from its first messages with everything timed before it left out
+(the old episode's last frames, before the reset; an observation of another stream up to max_age
+before it still counts). So a recorder started just before the reset
+keeps the first observation, whichever topic the recorder happened to take first.
+
 Frames before every stream has a message, and after the last one, are trimmed (and counted). A
 frame in the middle that lacks something (no reference message, or none for the next frame whose
 stamp ends its command period; a stream with nothing in its window; next to a clock jump) is, by
@@ -67,6 +75,7 @@ ON_GAP = ("drop", "refuse", "mark")
 ACTIVE_NS = 1_000_000_000  # a stamped topic silent for longer does not hold headerless messages back
 LAST_TOLERANCE_NS = 1_000_000  # `last`: periods start 1 ms early (a command stamped just before its frame)
 
+HEADER_TYPE = "std_msgs/msg/Header"  # the episode-start announcement (/sim/episode_start)
 MSGTYPES = {  # default message type per stream kind, and the types each kind accepts
     "joint_state": ("sensor_msgs/msg/JointState",),
     "image": ("sensor_msgs/msg/Image",),
@@ -123,6 +132,8 @@ class SyncConfig:
     ee_pose: bool = False  # add ee_pos / ee_quat from joint_pos by forward kinematics of `robot`
     robot: str = "arm"  # the robot (robot_rl.robot.load_robot spec) whose kinematics ee_pose uses
     max_gap: float = 1.0  # s: on_gap "drop" refuses an episode whose frames are missing for longer than this
+    episode_start_topic: str = ""  # std_msgs/Header stamped with an episode's first observation ('' none)
+    episode_start_window: float = 2.0  # s: an announcement this soon after the start marker sets the beginning
 
     def __post_init__(self):
         object.__setattr__(self, "joint_names", tuple(str(n) for n in self.joint_names))
@@ -135,6 +146,8 @@ class SyncConfig:
             raise ConfigError(f"max_gap must be >= 0 s, got {self.max_gap}")
         if self.on_gap not in ON_GAP:
             raise ConfigError(f"on_gap must be one of {ON_GAP}, got {self.on_gap!r}")
+        if not (math.isfinite(self.episode_start_window) and self.episode_start_window >= 0):
+            raise ConfigError(f"episode_start_window must be >= 0 s, got {self.episode_start_window}")
         if not self.joint_names:
             raise ConfigError("joint_names must not be empty")
         frame_streams = [s for s in self.streams if s.kind != "camera_info"]
@@ -529,20 +542,29 @@ class SyncResult:
     counts: dict[str, int] = field(default_factory=dict)  # messages seen per topic
     dropped: list[dict] = field(default_factory=list)  # {"frame", "topic", "reason"} of every frame dropped inside the episode
     clock: dict = field(default_factory=dict)  # the reference clock: paced, collisions, jumps, late messages
+    begin_ns: int | None = None  # the announced first observation time the episode began at
+    before_begin: int = 0  # messages left out: timed before it (the previous episode's)
 
     def report(self) -> dict:
-        return {"frames": self.length, "trimmed_start": self.trimmed_start, "trimmed_end": self.trimmed_end,
-                "dropped": len(self.dropped), "dropped_frames": self.dropped, "gaps": self.gaps,
-                "messages": self.counts, "clock": self.clock}
+        out = {"frames": self.length, "trimmed_start": self.trimmed_start, "trimmed_end": self.trimmed_end,
+               "dropped": len(self.dropped), "dropped_frames": self.dropped, "gaps": self.gaps,
+               "messages": self.counts, "clock": self.clock}
+        if self.begin_ns is not None:
+            out.update(begin_ns=int(self.begin_ns), before_begin=self.before_begin)
+        return out
 
 
 class Synchronizer:
-    """Feed `add(topic, log_time_ns, raw)` in arrival order, then `finish()` -> SyncResult."""
+    """Feed `add(topic, log_time_ns, raw)` in arrival order, then `finish()` -> SyncResult.
+    `begin_ns`: the episode's first observation time; messages timed before it are left out."""
 
-    def __init__(self, config: SyncConfig, msgtypes: dict[str, str], deserialize: Callable):
+    def __init__(self, config: SyncConfig, msgtypes: dict[str, str], deserialize: Callable,
+                 begin_ns: int | None = None):
         from robot_rl.data.bag import has_header
 
         self.config = config
+        self.begin_ns = begin_ns
+        self.before_begin = 0  # messages left out: timed before the episode's beginning
         self.period = 1e9 / config.rate_hz
         self.max_age = int(round(config.max_age * 1e9))
         self.eps = int(min(LAST_TOLERANCE_NS, self.period / 10))  # `last`: periods start this early
@@ -603,6 +625,9 @@ class Synchronizer:
         if self._stamped[topic]:
             t = self.time_of(topic, log_time_ns, raw)
             self._last_pub[topic] = max(self._last_pub.get(topic, 0), sent)
+            if self._before_begin(t, 0 if topic == self.ref else self.max_age):  # still maps headerless ones
+                self._pubmap.append((sent, t, self.clock.jumps))
+                return
             self._feed(topic, t, raw, log_time_ns)
             self._pubmap.append((sent, t, self.clock.jumps))  # after the clock has seen it: its epoch
             self._resolve()
@@ -610,8 +635,16 @@ class Synchronizer:
             self._last_s[topic] = max(self._last_s.get(topic, 0), sent)
             self._pending.append((topic, sent, log_time_ns, raw))
             self._resolve()
-        else:
+        elif not self._before_begin(log_time_ns):
             self._feed(topic, log_time_ns, raw, log_time_ns)
+
+    def _before_begin(self, t: int, slack: int = 0) -> bool:
+        """Timed before the episode's first observation (an observation of another stream may be
+        stamped up to max_age before it and still be that frame's)."""
+        if self.begin_ns is not None and 0 < t < self.begin_ns - slack:
+            self.before_begin += 1
+            return True
+        return False
 
     def _resolve(self, final: bool = False) -> None:
         """Give pending headerless messages their time once every stamped topic that is still
@@ -629,7 +662,8 @@ class Synchronizer:
             while self._pubmap and self._pubmap[0][0] <= horizon - ACTIVE_NS:
                 self._pubmap.popleft()
             est, epoch = self._estimate(s)
-            self._feed(topic, est or log_t, raw, log_t, epoch)
+            if not self._before_begin(est):  # 0: nothing to map it with, kept
+                self._feed(topic, est or log_t, raw, log_t, epoch)
 
     def _estimate(self, s: int) -> tuple[int, int | None]:
         """The stamp-clock time of a headerless message sent at `s`: its send time mapped between
@@ -883,7 +917,7 @@ class Synchronizer:
         reference = {"paced": self.clock.paced, "collisions": self.clock.collisions, "jumps": self.clock.jumps,
                      "late": self.clock.late + sum(lane.late for lane in self.lanes.values())}
         return SyncResult(frames, self.length, self.trimmed_start, trimmed_end, list(self.gaps), counts,
-                          list(self.dropped), reference)
+                          list(self.dropped), reference, self.begin_ns, self.before_begin)
 
 
 def synchronize(config: SyncConfig, messages, msgtypes: dict[str, str], deserialize: Callable) -> SyncResult:
@@ -903,6 +937,10 @@ class EpisodeAssembler:
     The live recorder (robot_rl.data.recorder) and `robot-rl dataset from-bag` both drive one of
     these with the same sequence -- every message in bag order, `start` / `stop` / `discard`
     where the markers are -- so they produce the same frames and meta.
+
+    With `episode_start_topic`, the messages of the episode's first `episode_start_window` seconds
+    are kept too: an announcement among them starts the episode again at its stamp, from those
+    messages (module docstring).
     """
 
     def __init__(self, config: SyncConfig, msgtypes: dict[str, str], deserialize: Callable):
@@ -915,6 +953,8 @@ class EpisodeAssembler:
         self.start_meta: dict = {}
         self.start_ns = 0
         self.failure: DataError | None = None  # a decode error inside the open episode
+        self._window_ns = int(config.episode_start_window * 1e9)
+        self._early: list | None = None  # the open episode's messages while an announcement may still come
 
     @property
     def open(self) -> bool:
@@ -927,12 +967,40 @@ class EpisodeAssembler:
     def message(self, topic: str, log_time_ns: int, raw, publish_time_ns: int | None = None) -> None:
         if topic in self._info:
             self._latest_info[topic] = raw
-        if self.sync is not None and self.failure is None:
+        if self.sync is None:
+            return
+        if self._early is not None:
+            if log_time_ns - self.start_ns > self._window_ns:
+                self._early = None  # no announcement: the episode began at its marker
+            elif topic == self.config.episode_start_topic:
+                self._begin_at(self._announced(log_time_ns, raw))
+                return
+            else:
+                self._early.append((topic, log_time_ns, raw, publish_time_ns))
+        self._add(topic, log_time_ns, raw, publish_time_ns)
+
+    def _add(self, topic: str, log_time_ns: int, raw, publish_time_ns: int | None) -> None:
+        if self.failure is None:
             try:
                 self.sync.add(topic, log_time_ns, raw, publish_time_ns)
             except DataError as e:  # kept until stop: the episode cannot be saved
                 self.failure = e
                 self.sync.columns.clear()
+
+    def _announced(self, log_time_ns: int, raw) -> int:
+        """The first observation time an episode-start message announces, on the synchroniser's clock."""
+        from robot_rl.data.bag import header_stamp_ns
+
+        stamp = header_stamp_ns(raw) if self.config.use_header_stamps else 0
+        return stamp if stamp > 0 else log_time_ns
+
+    def _begin_at(self, begin_ns: int) -> None:
+        """Assemble the open episode again from its first messages, leaving out those before `begin_ns`."""
+        early, self._early = self._early, None
+        self.sync = Synchronizer(self.config, self.msgtypes, self.deserialize, begin_ns=begin_ns)
+        self.failure = None
+        for item in early:
+            self._add(*item)
 
     def start(self, meta: dict, log_time_ns: int) -> None:
         if self.sync is not None:
@@ -941,10 +1009,12 @@ class EpisodeAssembler:
         self.start_meta = dict(meta)
         self.start_ns = log_time_ns
         self.failure = None
+        self._early = [] if self.config.episode_start_topic and self._window_ns > 0 else None
 
     def discard(self) -> None:
         self.sync = None
         self.failure = None
+        self._early = None
 
     def stop(self, success: bool, log_time_ns: int) -> tuple[dict[str, np.ndarray], dict]:
         """(frames, meta) of the episode; EpisodeRefused / DataError when it cannot be kept."""
@@ -952,6 +1022,7 @@ class EpisodeAssembler:
             raise DataError("no episode is open")
         sync, self.sync = self.sync, None
         failure, self.failure = self.failure, None
+        self._early = None
         if failure is not None:
             raise failure
         result = sync.finish()

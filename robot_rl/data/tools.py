@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -118,18 +119,22 @@ def convert_bag(bag_path, dataset_path, args=None, log=_say) -> dict:
             assembler = EpisodeAssembler(config, topics, reader.deserialize)
             meta = {"task": args.task, "source": _source(args), "bag": Path(bag_path).name}
             pause = int(args.pause * 1e9) if args.pause > 0 else None
+            rest = _Rest(args.rest, args.rest_tolerance, config, reader.deserialize) if args.rest > 0 else None
             episodes = 0
             first = last = None
+            recent: deque = deque()  # while no episode is open: the last frame period's messages
 
             def finish(number):
                 try:
                     frames, episode_meta = assembler.stop(False, last)
                 except EpisodeRefused as e:
-                    if pause is None:
+                    if pause is None and rest is None:
                         raise DataError(f"bag {bag_path}: episode refused: {e}") from e
                     report["refused"].append({"episode": number, "reason": str(e)})
                     log(f"bag {bag_path}: episode {number} refused: {e}")
                     return
+                if rest is not None:
+                    frames = rest.trim(frames)
                 if args.actions == "next-joint-states":  # action k: where the arm was at frame k + 1
                     positions = frames["joint_pos"]
                     frames = {k: v[:-1] for k, v in frames.items()}
@@ -138,22 +143,41 @@ def convert_bag(bag_path, dataset_path, args=None, log=_say) -> dict:
                 episode_meta["success"] = _success_label(bag_path, args.success, frames)
                 commit(number, frames, episode_meta)
 
+            def begin(t):
+                assembler.start(meta, recent[0][1] if recent else t)
+                for item in recent:  # the frame just before the arm moved
+                    assembler.message(*item)
+                recent.clear()
+
             reset = args.reset_topic or None
             if reset and reset not in topics:
                 raise DataError(f"bag {bag_path}: no {reset} topic to split episodes at (topics: {sorted(topics)})")
             for topic, t, raw, publish in reader.records():
-                if first is not None and ((pause is not None and t - last > pause) or topic == reset):
-                    finish(episodes)  # the recording paused, or a reset: one episode ends, the next begins
-                    episodes += 1
-                    assembler.start(meta, t)
-                if first is None:
-                    first = t
-                    assembler.start(meta, t)
-                assembler.message(topic, t, raw, publish)
+                resting = rest is not None and topic == config.reference.topic and rest.still(t, raw)
+                if assembler.open and ((pause is not None and t - last > pause) or topic == reset or resting):
+                    if resting and not rest.moved:
+                        assembler.discard()  # the arm never moved: nothing to learn from
+                    else:
+                        finish(episodes)  # paused, a reset, or the arm at rest: one episode ends
+                        episodes += 1
+                    if rest is not None:
+                        rest.moved = False
+                    if not resting:
+                        begin(t)
+                elif first is None or (rest is not None and not assembler.open and topic == config.reference.topic
+                                       and not rest.resting):
+                    begin(t)  # the bag's first message, or the arm moves again after a rest
+                first = t if first is None else first
+                assembler.message(topic, t, raw, publish)  # between episodes: camera_info only
+                if not assembler.open:
+                    recent.append((topic, t, raw, publish))
+                    while recent and recent[0][1] < t - 1e9 / config.rate_hz - config.max_age * 1e9:
+                        recent.popleft()
                 last = t
             if first is None:
                 raise DataError(f"bag {bag_path}: has no messages")
-            finish(episodes)
+            if assembler.open:
+                finish(episodes)
             return report
 
         # Every message feeds the assembler, in or out of an episode, as it did in the recorder
@@ -198,6 +222,43 @@ def convert_bag(bag_path, dataset_path, args=None, log=_say) -> dict:
         if assembler is not None and assembler.open:
             report["skipped"].append({"episode": episode[0], "reason": "no stop marker (recorder killed mid-episode?)"})
     return report
+
+
+class _Rest:
+    """Where the arm rests in a markerless bag: every joint within `tolerance` (rad or m) of where it
+    settled for `seconds`. An episode ends there (its frames at rest after the first cut off) and
+    the next begins with the frame before the arm moves again."""
+
+    def __init__(self, seconds: float, tolerance: float, config, deserialize):
+        from robot_rl.data.sync import Decoder
+
+        self.ns, self.tolerance = int(seconds * 1e9), tolerance
+        self.stream = config.reference
+        self.decoder = Decoder(config, {self.stream.topic: "sensor_msgs/msg/JointState"}, deserialize)
+        self.anchor: np.ndarray | None = None
+        self.since = 0
+        self.resting = False  # still for `seconds` already
+        self.moved = False  # since the last rest: the episode has motion in it
+
+    def still(self, t: int, raw) -> bool:
+        """Feed one joint state; True when this one makes the arm at rest (once per rest)."""
+        q = self.decoder.decode(self.stream, raw)["joint_pos"]
+        if self.anchor is None or np.max(np.abs(q - self.anchor)) > self.tolerance:
+            self.moved = self.moved or self.anchor is not None
+            self.anchor, self.since, self.resting = q, t, False
+            return False
+        if not self.resting and t - self.since >= self.ns:
+            self.resting = True
+            return True
+        return False
+
+    def trim(self, frames: dict) -> dict:
+        """Drop the frames at rest at the end of an episode, but the first (the arm arrived)."""
+        q = frames["joint_pos"]
+        n = len(q)
+        while n > 1 and np.max(np.abs(q[n - 2] - q[-1])) <= self.tolerance:
+            n -= 1
+        return {k: v[:n] for k, v in frames.items()}
 
 
 def _success_label(bag_path, choice: str, frames: dict) -> bool:
@@ -368,6 +429,11 @@ def _from_bag_arguments(p) -> None:
                    help="each message on this topic (e.g. /sim/episode_start) ends an episode and starts the next")
     g.add_argument("--pause", type=float, default=2.0,
                    help="s: a bag silent this long ends an episode and starts the next (0: one episode per bag)")
+    g.add_argument("--rest", type=float, default=0.0,
+                   help="s: the arm still this long (joint states still coming) ends an episode; the next "
+                        "begins when it moves (0: off)")
+    g.add_argument("--rest-tolerance", type=float, default=0.002,
+                   help="rad (or m): joint motion below this counts as still, for --rest")
     g.add_argument("--ee-pose", action=argparse.BooleanOptionalAction, default=True,
                    help="add ee_pos/ee_quat by forward kinematics of the robot")
     g.add_argument("--task", default="")

@@ -40,7 +40,7 @@ class EpisodeRunnerConfig:
     sim_node: str = field(default="mujoco_sim", metadata={"help": "name of the sim node (its task parameter is checked)"})
     reset_services: tuple[str, ...] = field(default=("/scripted_expert/reset", "/sim/reset"),
                                             metadata={"help": "Trigger services called, in order, before each episode"})
-    recorder: str = field(default="", metadata={"help": "recorder node name: each episode is recorded (~/start after the resets, ~/stop_success or ~/stop_failure at its end)"})
+    recorder: str = field(default="", metadata={"help": "recorder node name: each episode is recorded (~/start before /sim/reset, else after the resets; ~/stop_success or ~/stop_failure at its end)"})
     service_timeout: float = field(default=20.0, metadata={"help": "seconds to wait for the services to appear"})
     step_timeout: float = field(default=5.0, metadata={"help": "wall seconds without a tick before giving up"})
 
@@ -131,16 +131,24 @@ class EpisodeRunner(Node):
         self._t_reset, self._steps, self._success = float("inf"), 0, False
         self._frames = [] if record else None
         seed = "?"
+        started = False
         for client in self._reset_clients:
+            if self.config.recorder and client.srv_name.endswith("/sim/reset"):
+                # before the sim's reset: the recorder keeps the first observation (its episode
+                # begins at /sim/episode_start's stamp, the old episode's frames left out)
+                self._call(f"/{self.config.recorder}/start", retry_not_ready=True)
+                started = True
             response = self._spin_until(client.call_async(Trigger.Request()), 10.0, client.srv_name)
             if not response.success:
+                if started:
+                    self._call(f"/{self.config.recorder}/discard")
                 raise RobotRLError(f"{client.srv_name} failed: {response.message}")
             if client.srv_name.endswith("/sim/reset"):
                 t = _TIME_RE.search(response.message)
                 s = _SEED_RE.search(response.message)
                 self._t_reset = float(t.group(1)) if t else 0.0
                 seed = s.group(1) if s else "?"
-        if self.config.recorder:
+        if self.config.recorder and not started:
             self._call(f"/{self.config.recorder}/start", retry_not_ready=True)
         t0 = self._last_tick_wall = time.monotonic()
         while not self._success and self._steps < self.config.max_steps:
