@@ -97,6 +97,30 @@ def test_from_bag_equals_live(tmp_path):
     assert_same_datasets(tmp_path / "live", tmp_path / "frombag")
 
 
+def test_a_marker_waits_for_the_messages_sent_before_its_call(tmp_path):
+    """The node passes the call's wall time: messages published before it that are still queued
+    (a busy executor) land before the marker, the first one published after it (any topic: a
+    reset's /sim/episode_start or poses may come before the next joint states) after it."""
+    rec = make(tmp_path)
+    msgs = sim_ticks(30, cameras=("front",), t0_ns=S)
+    tick = lambda k: S + k * S // 10  # noqa: E731
+    rec.start(wall_ns=tick(5) - 1)  # ticks 0-4 are still queued when the episode starts
+    for topic, t, raw in msgs[: len(msgs) // 2]:
+        rec.on_message(topic, raw, t, publish_time_ns=t)
+    rec.stop(True, wall_ns=tick(20) - 1)  # called while ticks 15-19 are still queued
+    for topic, t, raw in msgs[len(msgs) // 2:]:
+        rec.on_message(topic, raw, t, publish_time_ns=t)
+    assert rec.wait_idle(60)
+    rec.close()
+    ep = EpisodeDataset.open(tmp_path / "live").load_episode(0)
+    # ticks 5-19; tick 19 has no reward after it in the episode (reward leads by one): trimmed
+    np.testing.assert_array_equal(ep["joint_pos"][:, 0], np.arange(5, 19))
+    np.testing.assert_array_equal(ep["action"][:, 0], np.arange(5, 19) + 0.5)
+    with open_bag(tmp_path / "bags" / "b") as r:
+        events = read_events(r)
+        assert [(e["event"], e["wall_ns"]) for e in events] == [("start", tick(5) - 1), ("stop", tick(20) - 1)]
+
+
 def assert_same_datasets(a, b):
     a, b = EpisodeDataset.open(a), EpisodeDataset.open(b)
     assert a.num_episodes == b.num_episodes > 0

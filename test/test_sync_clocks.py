@@ -159,6 +159,12 @@ def test_an_episode_announced_after_its_start_marker_begins_at_its_first_observa
     np.testing.assert_array_equal(frames["action"][:, 0], ticks + 0.5)
     assert meta["sync"]["trimmed_start"] == 0 and meta["sync"]["before_begin"] > 0
     assert meta["sync"]["begin_ns"] == _stamp_of(first_js[2])
+    # an announcement later than the window: the episode would mix two, so it is refused
+    from robot_rl.data.sync import EpisodeRefused
+
+    late = dataclasses.replace(config(), episode_start_topic="/sim/episode_start", episode_start_window=0.05)
+    with pytest.raises(EpisodeRefused, match="later than episode_start_window 0.05 s"):
+        assemble(late)
     # without the announcement the old episode's last frames lead the episode
     frames, _ = assemble(config())
     assert frames["joint_pos"][0, 0] > 0 and len(frames["joint_pos"]) > len(ticks)

@@ -9,7 +9,11 @@ dataset (atomically: EpisodeDataset.append_episode), so compressing images never
 
 Episode lifecycle: `start(**meta)` -> `stop(success)` or `discard()`. Each call writes a marker
 (std_msgs/String JSON on /recorder/events) into the bag at its place in the message sequence,
-so a bag alone reproduces the episodes. The bag rolls to a new file at every stop/discard: a
+so a bag alone reproduces the episodes. A marker called with the caller's wall time (`wall_ns`,
+the node passes it) is placed after the messages *sent* before that time: it waits until any
+topic delivers a message published at or after it (or DEFER_S passes), because the
+subscription backlog of a busy executor would otherwise land on the wrong side of it (a stop
+handled while 0.3 s of joint states still queued cut an episode to 1 frame). The bag rolls to a new file at every stop/discard: a
 SIGKILL loses at most the open episode; everything before it is in closed, listed files.
 
 A disk that refuses writes (full, read-only, no permission) stops recording: `error` holds one
@@ -33,6 +37,7 @@ from robot_rl.errors import ConfigError, DataError
 from robot_rl.robot import load_robot
 
 SOURCE_KINDS = ("scripted_expert", "teleop", "policy", "other")
+DEFER_S = 1.0  # wall s: a marker waits at most this long for the messages sent before it
 
 
 @dataclass
@@ -186,6 +191,9 @@ class Recorder:
         self._committer: threading.Thread | None = None
         self._closed = False
         self._start_wall = time.monotonic()
+        self._deferred: deque = deque()  # (wall_ns, monotonic deadline, event, log_time_ns): markers not yet placed
+        self._open_in_bag = False  # an episode is open at the end of what has been queued for the bag
+        self._reference = self.sync_config.reference.topic
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -228,6 +236,7 @@ class Recorder:
             return
         self._closed = True
         with self._lock:
+            self._place_deferred_locked()
             if self.episode is not None and self.error is None:
                 self._enqueue_event_locked({"event": "discard", "episode": self.episode, "reason": "recorder shut down"})
                 self.episode = None
@@ -263,8 +272,12 @@ class Recorder:
             if self._queued_bytes + n > self.config.queue_mb * 1e6:
                 st.dropped_queue += 1
                 return
+            if self._deferred and (publish_time_ns or topic == self._reference):
+                # a message sent after a marker's call: everything sent before it is queued (a
+                # reference message without a publish time: nothing to wait for)
+                self._place_deferred_locked(publish_time_ns or None)
             t = self._log_time(log_time_ns)
-            if (self.episode is None and self.config.idle_rate_hz >= 0 and not topic.endswith("/camera_info")
+            if (not self._open_in_bag and self.config.idle_rate_hz >= 0 and not topic.endswith("/camera_info")
                     and topic != self.config.episode_start_topic):
                 rate = self.config.idle_rate_hz
                 if rate == 0 or t - st.idle_last < 1e9 / rate:
@@ -284,7 +297,24 @@ class Recorder:
 
     # ------------------------------------------------------------------ episodes (service thread)
 
-    def start(self, log_time_ns: int | None = None, **meta) -> str:
+    def place_deferred(self) -> None:
+        """Place the markers whose wait (DEFER_S) is over; the node calls this on a timer."""
+        with self._lock:
+            self._place_deferred_locked(deadline=time.monotonic())
+
+    def _place_deferred_locked(self, published: int | None = None, deadline: float | None = None) -> None:
+        """Queue the deferred markers called before `published`, or due by `deadline` (and all
+        before them); both None: all of them."""
+        while self._deferred:
+            wall, due, event, log_time_ns = self._deferred[0]
+            if published is not None and wall > published:
+                break
+            if deadline is not None and due > deadline:
+                break
+            self._deferred.popleft()
+            self._enqueue_event_locked(event, log_time_ns)
+
+    def start(self, log_time_ns: int | None = None, wall_ns: int | None = None, **meta) -> str:
         with self._lock:
             self._check()
             if self.episode is not None:
@@ -296,26 +326,26 @@ class Recorder:
             base.update({k: v for k, v in meta.items() if v is not None})
             self.episode = self.episodes_started
             self.episodes_started += 1
-            self._enqueue_event_locked({"event": "start", "episode": self.episode, "meta": base,
-                                        "sync": self.sync_config.to_dict()}, log_time_ns)
+            self._event_locked({"event": "start", "episode": self.episode, "meta": base,
+                                "sync": self.sync_config.to_dict()}, log_time_ns, wall_ns)
             return f"episode {self.episode} started"
 
-    def stop(self, success: bool, log_time_ns: int | None = None) -> str:
+    def stop(self, success: bool, log_time_ns: int | None = None, wall_ns: int | None = None) -> str:
         with self._lock:
             self._check()
             if self.episode is None:
                 raise DataError("no episode is open; call start first")
             n, self.episode = self.episode, None
-            self._enqueue_event_locked({"event": "stop", "episode": n, "success": bool(success)}, log_time_ns)
+            self._event_locked({"event": "stop", "episode": n, "success": bool(success)}, log_time_ns, wall_ns)
             return f"episode {n} stopped ({'success' if success else 'failure'}); committing in the background"
 
-    def discard(self, log_time_ns: int | None = None) -> str:
+    def discard(self, log_time_ns: int | None = None, wall_ns: int | None = None) -> str:
         with self._lock:
             self._check()
             if self.episode is None:
                 raise DataError("no episode is open")
             n, self.episode = self.episode, None
-            self._enqueue_event_locked({"event": "discard", "episode": n}, log_time_ns)
+            self._event_locked({"event": "discard", "episode": n}, log_time_ns, wall_ns)
             return f"episode {n} discarded"
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
@@ -323,7 +353,7 @@ class Recorder:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self._cv:
-                idle = not self._queue and not self._busy
+                idle = not self._queue and not self._busy and not self._deferred
             if idle and self._pending_commits == 0:
                 return True
             time.sleep(0.01)
@@ -371,7 +401,17 @@ class Recorder:
         self._last_t = t
         return t
 
+    def _event_locked(self, event: dict, log_time_ns: int | None, wall_ns: int | None) -> None:
+        if wall_ns is None and not self._deferred:
+            self._enqueue_event_locked(event, log_time_ns)
+        else:  # after the messages sent before it (and after any marker still waiting)
+            wall = wall_ns if wall_ns is not None else self._deferred[-1][0]
+            if wall_ns is not None:
+                event["wall_ns"] = int(wall_ns)
+            self._deferred.append((wall, time.monotonic() + DEFER_S, event, None))
+
     def _enqueue_event_locked(self, event: dict, log_time_ns: int | None = None) -> None:
+        self._open_in_bag = event["event"] == "start"
         t = self._log_time(log_time_ns)
         self._put(("event", t, event))
 
@@ -423,7 +463,7 @@ class Recorder:
         self.bag.write(EVENTS_TOPIC, t, event_message(event))
         kind, n = event["event"], event["episode"]
         if kind == "start":
-            self.assembler.start(event["meta"], t)
+            self.assembler.start(event["meta"], t, event.get("wall_ns"))
             self.bag.flush()
         elif kind == "discard":
             self.assembler.discard()

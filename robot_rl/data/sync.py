@@ -952,6 +952,7 @@ class EpisodeAssembler:
         self.sync: Synchronizer | None = None
         self.start_meta: dict = {}
         self.start_ns = 0
+        self.start_wall_ns: int | None = None
         self.failure: DataError | None = None  # a decode error inside the open episode
         self._window_ns = int(config.episode_start_window * 1e9)
         self._early: list | None = None  # the open episode's messages while an announcement may still come
@@ -970,14 +971,30 @@ class EpisodeAssembler:
         if self.sync is None:
             return
         if self._early is not None:
-            if log_time_ns - self.start_ns > self._window_ns:
+            if self._since_start(log_time_ns, publish_time_ns) > self._window_ns:
                 self._early = None  # no announcement: the episode began at its marker
             elif topic == self.config.episode_start_topic:
                 self._begin_at(self._announced(log_time_ns, raw))
                 return
             else:
                 self._early.append((topic, log_time_ns, raw, publish_time_ns))
+        elif topic == self.config.episode_start_topic and self.failure is None:
+            began = (self.sync.begin_ns is not None or self._window_ns == 0)
+            self.failure = EpisodeRefused(  # it would hold the end of one episode and the start of another
+                f"topic {topic}: a new episode was announced {self._since_start(log_time_ns, publish_time_ns) / 1e9:.2f} s after the "
+                + ("episode began (the sim was reset mid-episode)" if began else
+                   f"start marker, later than episode_start_window {self.config.episode_start_window} s "
+                   "(start recording closer to the reset, or raise the window)"))
+            self.sync.columns.clear()
         self._add(topic, log_time_ns, raw, publish_time_ns)
+
+    def _since_start(self, log_time_ns: int, publish_time_ns: int | None) -> int:
+        """ns from the start marker to a message: by the wall clock when the marker has the call's
+        wall time and the message its publish time (a lock-step sim's time runs many times faster),
+        else by log time."""
+        if self.start_wall_ns and publish_time_ns and publish_time_ns != log_time_ns:
+            return publish_time_ns - self.start_wall_ns
+        return log_time_ns - self.start_ns
 
     def _add(self, topic: str, log_time_ns: int, raw, publish_time_ns: int | None) -> None:
         if self.failure is None:
@@ -1002,12 +1019,14 @@ class EpisodeAssembler:
         for item in early:
             self._add(*item)
 
-    def start(self, meta: dict, log_time_ns: int) -> None:
+    def start(self, meta: dict, log_time_ns: int, wall_ns: int | None = None) -> None:
+        """`wall_ns`: the wall time the episode was started at (the recorder's ~/start call)."""
         if self.sync is not None:
             raise DataError("an episode is already open; stop or discard it first")
         self.sync = Synchronizer(self.config, self.msgtypes, self.deserialize)
         self.start_meta = dict(meta)
         self.start_ns = log_time_ns
+        self.start_wall_ns = wall_ns
         self.failure = None
         self._early = [] if self.config.episode_start_topic and self._window_ns > 0 else None
 

@@ -204,7 +204,7 @@ def convert_bag(bag_path, dataset_path, args=None, log=_say) -> dict:
                 if assembler.open:
                     report["skipped"].append({"episode": episode[0], "reason": "no stop marker before the next start"})
                     assembler.discard()
-                assembler.start(event["meta"], t)
+                assembler.start(event["meta"], t, event.get("wall_ns"))
                 episode = (event["episode"], event["meta"])
             elif kind in ("stop", "discard") and assembler is not None and assembler.open:
                 number = event["episode"]

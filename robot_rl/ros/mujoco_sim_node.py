@@ -10,7 +10,9 @@ Lock-step counts observations published and commands received: a commander answe
 observation once, so a command that arrives while newer observations are still unanswered is
 a late answer to an older one (e.g. sent just before a reset). It becomes the held target but
 does not step the sim; otherwise a second command token would circulate forever and every
-command would act one tick late.
+command would act one tick late. A step kicked by the last answer before a reset and run after it
+is not taken (the reset's first observation is unanswered): the new episode's first frame would
+have no command of its own.
 """
 from __future__ import annotations
 
@@ -227,6 +229,8 @@ class MujocoSimNode(BaseNode):
         self._publish(self.env.observe())
 
     def _lockstep_tick(self) -> None:
+        if self._unanswered > 0 and self._trajectory is None:
+            return  # a kick from before a reset: the new episode's first observation is not answered yet
         self._step()
         if self._trajectory is not None:  # a trajectory is a command for every tick it covers
             self._kick.trigger()

@@ -33,6 +33,7 @@ from __future__ import annotations
 import importlib
 import json
 import sys
+import time
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.parameter import Parameter
@@ -85,6 +86,7 @@ class RecorderNode(BaseNode):
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(1.0, self._publish_diagnostics)
         self.create_timer(0.2, self._check_error)
+        self.create_timer(0.1, self.recorder.place_deferred)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.get_logger().info(f"recording {len(self.recorder.topics)} topics to {self.bag_path}")
 
@@ -172,13 +174,15 @@ class RecorderNode(BaseNode):
         if reason is not None:  # the caller retries (robot-rl episodes does)
             response.success, response.message = False, reason
             return response
-        return self._answer(response, lambda: self.recorder.start(log_time_ns=self._now_ns()))
+        return self._answer(response, lambda: self.recorder.start(wall_ns=time.time_ns()))
 
+    # The markers are placed after the messages sent before the call (wall_ns; see the core's
+    # docstring), with the log time of that moment.
     def _on_stop(self, response, success: bool):
-        return self._answer(response, lambda: self.recorder.stop(success, log_time_ns=self._now_ns()))
+        return self._answer(response, lambda: self.recorder.stop(success, wall_ns=time.time_ns()))
 
     def _on_discard(self, request, response):
-        return self._answer(response, lambda: self.recorder.discard(log_time_ns=self._now_ns()))
+        return self._answer(response, lambda: self.recorder.discard(wall_ns=time.time_ns()))
 
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
         fields = config_fields(RecorderConfig)
