@@ -38,6 +38,7 @@ from pathlib import Path
 TASKS = ("reach", "push", "lift")
 STAGES = (1, 2, 3, 4, 5, 6)
 MIXTURE = "expert=0.3,poor=0.7"  # stage 5: the mixed-quality data an offline critic needs
+DEPLOY_EPISODES = 20  # stage 3: validation episodes per deployment setting (noise 1, 0.5, 0)
 
 
 def parse_args(argv=None):
@@ -175,11 +176,13 @@ def main(argv=None) -> int:
                      max_steps=SPECS[args.demo_task].max_steps, recorder="recorder", service_timeout=60.0), out)
             subprocess.run([sys.executable, "-m", "robot_rl.cli", "dataset", "info", str(dataset)], check=True)
         if 3 in args.stages:
-            say(f"stage 3: training a low-dim diffusion policy on {dataset} for {args.train_steps} steps")
+            say(f"stage 3: training a low-dim diffusion policy on {dataset} for {args.train_steps} steps, then "
+                f"choosing its deployment noise on {DEPLOY_EPISODES} validation episodes per setting")
             subprocess.run([sys.executable, "-m", "robot_rl.cli", "train", "diffusion", "--dataset", str(dataset),
                             "--out", str(ckpt), "--num-steps", str(args.train_steps),
                             "--batch-size", "64", "--lr", "1e-3", "--torch-threads", "1",
-                            "--eval-every", str(args.train_steps), "--eval-episodes", "0"], check=True)
+                            "--eval-every", str(args.train_steps), "--eval-episodes", str(DEPLOY_EPISODES)],
+                           check=True)  # the base deploys at the noise scale that scores best on validation seeds
         if 4 in args.stages:
             best = _checkpoint_in(ckpt)
             say(f"stage 4: the trained policy ({best}) in the library rollout, then through the ROS nodes")

@@ -254,6 +254,46 @@ def test_rgb_policy_reads_camera_images(nodes, probe, tmp_path):
     assert np.all(np.isfinite(commands)) and np.all(commands >= lower - 1e-9) and np.all(commands <= upper + 1e-9)
 
 
+def test_point_cloud_policy_reads_the_depth_camera_only(nodes, probe, tmp_path):
+    """A point-cloud policy (random weights) with points_source depth: the sim's depth images and
+    CameraInfo, back-projected with the camera_pose parameter, drive it; it subscribes to neither
+    /task/object_poses nor the sim's ready-made /camera/front/points."""
+    import mujoco
+
+    from robot_rl.policies.diffusion.config import DiffusionConfig
+    from robot_rl.policies.diffusion.model import DiffusionPolicy
+    from robot_rl.sim.env import ArmEnv
+
+    config = DiffusionConfig(obs_keys=("joint_pos", "ee_pos", "points"),
+                             obs_shapes={"joint_pos": (8,), "ee_pos": (3,), "points": (256, 6)},
+                             pred_horizon=8, action_horizon=TA, down_dims=(16, 32), n_groups=4, step_embed_dim=16,
+                             num_inference_steps=2, pointnet_dims=(16, 32), points_feature_dim=16)
+    DiffusionPolicy(config).eval().save_checkpoint(tmp_path / "points")
+    env = ArmEnv("reach", cameras=("front",), image_size=(64, 48))
+    env.reset(seed=0)
+    pose = env.camera_extrinsics("front")
+    quat = np.zeros(4)
+    mujoco.mju_mat2Quat(quat, pose[:3, :3].reshape(-1))
+    env.close()
+    probe.subscribe(Float64MultiArray, FORWARD)
+    probe.subscribe(JointTrajectory, "/policy/action_chunk")
+    nodes.node("sim", SIM, {"task": "reach", "cameras": ["front"], "depth": True, "image_width": 64,
+                            "image_height": 48, "real_time_factor": 2.0})
+    nodes.node("policy", POLICY, {"checkpoint": tmp_path / "points", "use_sim_time": True, "points_source": "depth",
+                                  "camera_pose": [*pose[:3, 3], quat[1], quat[2], quat[3], quat[0]]})
+    wait_for(lambda: probe.count("/policy/action_chunk") >= 3 and probe.count(FORWARD) >= 10, 90,
+             "chunks and commands from the point-cloud policy")
+    lower, upper = joint_limits()
+    commands = np.array([msgs.array_from_msg(m) for m in probe.all(FORWARD)])
+    assert np.all(np.isfinite(commands)) and np.all(commands >= lower - 1e-9) and np.all(commands <= upper + 1e-9)
+    node = probe.node
+    readers = {t: {i.node_name for i in node.get_subscriptions_info_by_topic(t)}
+               for t in ("/camera/front/depth/image_raw", "/camera/front/camera_info", "/task/object_poses")}
+    assert "diffusion_policy" in readers["/camera/front/depth/image_raw"]
+    assert "diffusion_policy" in readers["/camera/front/camera_info"]
+    assert "diffusion_policy" not in readers["/task/object_poses"]
+
+
 @pytest.mark.integration
 def test_first_chunk_of_each_episode_comes_from_its_own_first_observation(nodes, probe, checkpoints):
     """/sim/reset between episodes: the node resets on /sim/episode_start, so the chunk that drives

@@ -16,13 +16,19 @@ import pytest
 from robot_rl.runtime.diffusion_runner import DiffusionPolicyConfig, DiffusionRunner, Outputs
 from robot_rl.runtime.logs import RateLimitedLogger
 from arms import JOINT_NAMES
-from tiny_policy import train_tiny
+from tiny_policy import POINTS_IMAGE_SIZE, train_tiny
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     root = tmp_path_factory.mktemp("diffusion_runner")
     return train_tiny(root, [root / "ckpt"], steps=(100,))[0]
+
+
+@pytest.fixture(scope="module")
+def points_checkpoint(tmp_path_factory):
+    root = tmp_path_factory.mktemp("diffusion_runner_points")
+    return train_tiny(root, [root / "ckpt"], steps=(60,), points=True)[0]
 
 
 class Clock:
@@ -99,6 +105,55 @@ def test_malformed_and_stale_joint_states_command_nothing(checkpoint, torch_one_
         feed(runner, clock, obs, 5.0)  # fresh again
         assert np.all(np.isfinite(commands.get(timeout=30.0)))
         assert not runner.status()["holding"]
+    finally:
+        runner.close()
+        env.close()
+
+
+def optical_pose(env, camera: str) -> tuple[float, ...]:
+    """The camera_pose parameter of a simulated camera: x y z qx qy qz qw of its optical frame."""
+    import mujoco
+
+    m = env.camera_extrinsics(camera)
+    q = np.zeros(4)
+    mujoco.mju_mat2Quat(q, m[:3, :3].reshape(-1))
+    return (*m[:3, 3], q[1], q[2], q[3], q[0])
+
+
+def test_a_depth_camera_drives_the_policy_like_the_library_rollout(points_checkpoint, torch_one_thread):
+    """points_source depth: the simulator's depth images (32FC1) + CameraInfo + the camera's pose
+    give the same clouds, so the same commands, as the library rollout; no /task/object_poses.
+    A camera that repeats its last frame (same stamp) or stops: the tick waits, then the node holds."""
+    from robot_rl.perception.depth import DepthImage, PinholeCamera
+    from robot_rl.policies.diffusion.model import DiffusionPolicy
+    from robot_rl.policies.loading import with_deployment
+    from robot_rl.sim.env import ArmEnv
+
+    env = ArmEnv("reach", cameras=("front",), image_size=POINTS_IMAGE_SIZE, points=True)
+    obs, _ = env.reset(seed=2_000_002)
+    clock = Clock()
+    runner, commands = make_runner(points_checkpoint, clock, points_source="depth", camera_pose=optical_pose(env, "front"))
+    assert set(runner.model.topics) == {"/camera/front/depth/image_raw", "/camera/front/camera_info"}
+    policy = with_deployment(DiffusionPolicy.from_checkpoint(points_checkpoint), points_checkpoint, noise_scale=0.0)
+    policy.reset(0)
+    lo, hi = env.robot.lower, env.robot.upper
+    runner.camera_info("/camera/front/camera_info", 0.0, PinholeCamera(*env.camera_intrinsics("front")))
+    try:
+        for k in range(8):
+            seen = {**obs, "ee_pos": runner.model.arm.ee_pose(obs["joint_pos"])[0]}
+            expected = np.clip(policy.act(seen), lo, hi)
+            clock.t = 0.1 * k
+            runner.camera_depth("/camera/front/depth/image_raw", 0.1 * k, DepthImage(obs["front_depth"], "32FC1"))
+            runner.joint_state(JOINT_NAMES, obs["joint_pos"], obs["joint_vel"], 0.1 * k)
+            command = commands.get(timeout=30.0)
+            np.testing.assert_allclose(command, expected, atol=1e-4, err_msg=f"tick {k}")
+            obs, *_ = env.step(command)
+        for k in range(8, 14):  # the camera repeats its last frame: nothing is answered from it
+            clock.t = 0.1 * k
+            runner.camera_depth("/camera/front/depth/image_raw", 0.7, DepthImage(obs["front_depth"], "32FC1"))
+            runner.joint_state(JOINT_NAMES, obs["joint_pos"], obs["joint_vel"], 0.1 * k)
+            runner.watchdog()
+        assert commands.empty() and runner.status()["holding"]
     finally:
         runner.close()
         env.close()

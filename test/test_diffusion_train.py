@@ -1,5 +1,6 @@
 """A tiny diffusion policy overfits a handful of synthetic episodes through the real trainer."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -12,6 +13,7 @@ import pytest
 import torch
 
 from robot_rl.data.dataset import EpisodeDataset
+from robot_rl.errors import ConfigError
 from robot_rl.data.windows import ChunkWindows
 from robot_rl.policies.diffusion.config import DiffusionConfig
 from robot_rl.policies.diffusion.model import DiffusionPolicy
@@ -83,6 +85,38 @@ def test_tiny_policy_overfits_a_handful_of_episodes(dataset, tmp_path):
         obs, action = windows[index]
         chunk = best.predict_chunk({"joint_pos": obs["joint_pos"].numpy()}, torch.Generator().manual_seed(index))
         assert np.abs(chunk - action.numpy()).max() < 0.2  # joint units; the data spans [-1, 1]
+
+
+def test_training_picks_the_deployment_noise_on_its_evaluations(dataset, tmp_path):
+    """The best checkpoint is evaluated at each noise scale x Ta and keeps the best as its default
+    (config.json, deployment.json); steering still samples its candidates at noise 1."""
+    from robot_rl.policies.steering import SteeredPolicy
+
+    tc = DiffusionTrainConfig(out=str(tmp_path / "run"), num_steps=120, batch_size=32, eval_every=120,
+                              eval_windows=32, seed=0, policy=tiny(prediction_type="sample"),
+                              deploy_noise_scales=(1.0, 0.0), deploy_action_horizons=(4, 2))
+    evaluate = replay_evaluator(dataset, tolerance=0.1)
+    summary = train_diffusion(tc, dataset, evaluate=evaluate, progress=False)
+    chosen = summary["deployment"]
+    record = json.loads((tmp_path / "run" / "best" / "deployment.json").read_text())
+    assert record == chosen
+    grid = [(r["noise_scale"], r["action_horizon"]) for r in record["grid"]]
+    assert grid == [(1.0, 4), (1.0, 2), (0.0, 4), (0.0, 2)]  # the trained settings first
+    assert record["grid"][0]["success_rate"] == summary["best_success_rate"]  # measured in training, not again
+    assert chosen["success_rate"] == max(r["success_rate"] for r in record["grid"])
+    best = DiffusionPolicy.from_checkpoint(tmp_path / "run" / "best")
+    assert (best.config.noise_scale, best.config.action_horizon) == (chosen["noise_scale"], chosen["action_horizon"])
+    assert evaluate(best)["success_rate"] == chosen["success_rate"]  # the saved defaults reproduce the score
+
+    best.config = dataclasses.replace(best.config, noise_scale=0.0)
+    history = best.observe({"joint_pos": np.zeros(8, np.float32)})
+    same = best.sample_executable(history, 4, torch.Generator().manual_seed(0))
+    assert np.ptp(same, axis=0).max() == 0.0  # noise 0: one chunk four times
+    steered = SteeredPolicy(best, None, num_samples=4)
+    candidates = best.sample_executable(history, 4, torch.Generator().manual_seed(0), noise_scale=steered.noise_scale)
+    assert np.ptp(candidates, axis=0).max() > 1e-3
+    with pytest.raises(ConfigError, match="Ta must be in"):
+        DiffusionTrainConfig(policy=tiny(), deploy_action_horizons=(9,))
 
 
 def test_epsilon_prediction_loss_falls_well_below_its_start(dataset, tmp_path):

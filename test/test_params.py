@@ -15,6 +15,7 @@ class Demo:
     flag: bool = False
     cams: tuple[str, ...] = ()
     gains: tuple[float, ...] = (1.0, 2.0)
+    pose: tuple[float, ...] = ()
 
     def __post_init__(self):
         if self.count < 0:
@@ -43,6 +44,20 @@ def test_declare_config_defaults_and_overrides(ros_context):
         cfg = declare_config(node, Demo)
         assert cfg == Demo(rate_hz=20.0, cams=("front",), flag=True)
         assert node.describe_parameter("rate_hz").description == "control rate"
+    finally:
+        node.destroy_node()
+
+
+def test_an_empty_float_list_takes_integers_and_floats(ros_context):
+    for given, expected in (([0, 0, 1], (0.0, 0.0, 1.0)), ([0.5, 1.0], (0.5, 1.0))):
+        node = _node(ros_context, {"pose": given})
+        try:
+            assert declare_config(node, Demo).pose == expected
+        finally:
+            node.destroy_node()
+    node = _node(ros_context, {})
+    try:
+        assert declare_config(node, Demo).pose == ()
     finally:
         node.destroy_node()
 

@@ -67,5 +67,5 @@ def test_cameras_depth_and_points():
     cube = obs["object_poses"][0, :3]
     assert np.min(np.linalg.norm(pts[:, :3] - cube, axis=1)) < 0.03  # the cube (2 cm half-size) is in the cloud
     fx, fy, cx, cy, w, h = env.camera_intrinsics("front")
-    assert (w, h) == (64, 48) and fx == fy and cx == 32
+    assert (w, h) == (64, 48) and fx == fy and (cx, cy) == (31.5, 23.5)
     env.close()

@@ -1,39 +1,50 @@
-"""Depth image -> world-frame point cloud, cropped to the workspace and downsampled to N points.
+"""Camera data -> the policy's point cloud: N points in the robot's base frame, cropped to the
+workspace and downsampled (voxel grid, then farthest-point sampling: the cloud keeps its shape
+with a fixed number of points).
 
-Back-projection is plain numpy (it is one matrix product); open3d does the voxel grid and the
-farthest-point sampling, which keep the cloud's shape with a fixed number of points.
+One path for every source: the simulator's depth camera, a real camera's depth image + CameraInfo
+(robot_rl/perception/depth.py), and a PointCloud2 in any frame; where the camera is comes from a
+pose parameter or a URDF link (robot_rl/perception/extrinsics.py). The back-projection is numpy
+(one matrix product); open3d does the voxel grid and the farthest-point sampling.
 """
 from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
 
 import numpy as np
 import open3d as o3d
 
-# Workspace box (world frame, metres) that the policies look at: the table top and above it.
-WORKSPACE_MIN = np.array([0.15, -0.45, 0.0015])  # just above the table top: the table is no information
-WORKSPACE_MAX = np.array([0.85, 0.45, 0.6])
+from robot_rl.perception.depth import PinholeCamera, back_project, depth_in_metres
+
+# Workspace box (base frame, metres) that the policies look at: the table top and above it.
+WORKSPACE_MIN = (0.15, -0.45, 0.0015)  # just above the table top: the table is no information
+WORKSPACE_MAX = (0.85, 0.45, 0.6)
 
 
-def depth_to_points(depth: np.ndarray, intrinsics, cam_pos: np.ndarray, cam_rot: np.ndarray,
-                    rgb: np.ndarray | None = None) -> np.ndarray:
-    """(H, W) depth in metres -> (M, 3 or 6) points in the world frame.
+@dataclass(frozen=True)
+class PointCloudConfig:
+    """How a cloud is made; a point-cloud checkpoint records it, so deployment makes the same."""
+    num_points: int = 512
+    voxel_size: float = 0.005  # metres
+    workspace_min: tuple[float, float, float] = WORKSPACE_MIN
+    workspace_max: tuple[float, float, float] = WORKSPACE_MAX
 
-    `cam_rot` is the camera-to-world rotation in OpenGL convention (x right, y up, looking
-    along -z), as MuJoCo and most renderers give it.
-    """
-    fx, fy, cx, cy = intrinsics[:4]
-    h, w = depth.shape
-    v, u = np.indices((h, w), dtype=np.float32)
-    z = depth.astype(np.float32)
-    cam = np.stack([(u + 0.5 - cx) / fx * z, -(v + 0.5 - cy) / fy * z, -z], axis=-1).reshape(-1, 3)
-    pts = cam @ cam_rot.T.astype(np.float32) + cam_pos.astype(np.float32)
-    if rgb is not None:
-        pts = np.concatenate([pts, rgb.reshape(-1, 3).astype(np.float32) / 255.0], axis=1)
-    return pts
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def transform(points: np.ndarray, base_from_frame: np.ndarray) -> np.ndarray:
+    """(M, 3 or 6) points in a frame -> the same points in the base frame (colours kept)."""
+    m = np.asarray(base_from_frame, np.float32)
+    out = np.array(points, np.float32)
+    out[:, :3] = out[:, :3] @ m[:3, :3].T + m[:3, 3]
+    return out
 
 
 def crop(points: np.ndarray, lo=WORKSPACE_MIN, hi=WORKSPACE_MAX) -> np.ndarray:
     xyz = points[:, :3]
-    keep = np.all((xyz >= lo) & (xyz <= hi), axis=1)
+    keep = np.all((xyz >= np.asarray(lo)) & (xyz <= np.asarray(hi)), axis=1)
     return points[keep]
 
 
@@ -54,3 +65,23 @@ def downsample(points: np.ndarray, num_points: int, voxel_size: float = 0.005) -
     if len(out) < num_points:  # pad by repeating points so batch shapes stay fixed
         out = out[np.arange(num_points) % len(out)]
     return out
+
+
+def cloud_from_points(points: np.ndarray, base_from_frame: np.ndarray | None, config: PointCloudConfig) -> np.ndarray:
+    """A cloud in some frame (a driver's PointCloud2) -> the policy's (num_points, C) in the base frame."""
+    points = np.asarray(points, np.float32)
+    if base_from_frame is not None:
+        points = transform(points, base_from_frame)
+    points = crop(points, config.workspace_min, config.workspace_max)
+    return downsample(points, config.num_points, config.voxel_size)
+
+
+def cloud_from_depth(depth: np.ndarray, encoding: str, camera: PinholeCamera, base_from_optical: np.ndarray,
+                     config: PointCloudConfig, rgb: np.ndarray | None = None) -> np.ndarray:
+    """A depth image as published (+ its CameraInfo and the camera's pose) -> (num_points, 3 or 6)
+    in the base frame; with `rgb` (registered to the depth image) each point keeps its colour in [0, 1]."""
+    xyz, index = back_project(depth_in_metres(depth, encoding), camera)
+    if rgb is not None:
+        colours = np.asarray(rgb).reshape(-1, 3)[index].astype(np.float32) / 255.0
+        xyz = np.concatenate([xyz, colours], axis=1)
+    return cloud_from_points(xyz, base_from_optical, config)

@@ -34,6 +34,11 @@ def select_candidate(scores, beta: float = 0.0, rng: np.random.Generator | None 
     return Selection(int((rng or np.random.default_rng()).choice(len(p), p=p)), False)
 
 
+# Candidates come from the distribution the generalist learned (DDIM noise 1), whatever noise its
+# plain deployment uses (training may pick 0: one deterministic chunk, nothing left to rank).
+CANDIDATE_NOISE_SCALE = 1.0
+
+
 class SteeredPolicy:
     """Policy protocol (`reset`, `act`) around a generalist with `sample_chunks` and a scorer.
 
@@ -41,9 +46,11 @@ class SteeredPolicy:
     queue the chosen one's executable actions.
     """
 
-    def __init__(self, generalist, value_fn, num_samples: int = 16, beta: float = 0.0):
+    def __init__(self, generalist, value_fn, num_samples: int = 16, beta: float = 0.0,
+                 noise_scale: float | None = CANDIDATE_NOISE_SCALE):
         self.generalist, self.value_fn = generalist, value_fn
         self.num_samples, self.beta = num_samples, beta
+        self.noise_scale = noise_scale  # None: the generalist's deployment noise
         self.queue: deque = deque()
         self.rng = np.random.default_rng(0)
         self.fallbacks = 0
@@ -56,7 +63,7 @@ class SteeredPolicy:
     def act(self, obs: dict) -> np.ndarray:
         history = self.generalist.observe(obs)
         if not self.queue:
-            chunks = self.generalist.sample_executable(history, self.num_samples)  # (N, Ta, A)
+            chunks = self.generalist.sample_executable(history, self.num_samples, noise_scale=self.noise_scale)  # (N, Ta, A)
             scores = self.value_fn.score(obs, chunks) if self.value_fn is not None else None
             choice = select_candidate(scores, self.beta, self.rng)
             self.fallbacks += choice.fallback

@@ -68,7 +68,9 @@ def declare_config(node, cls):
     for name, (kind, default, help_text) in config_fields(cls).items():
         floaty = kind.startswith("float")
         descriptor = ParameterDescriptor(description=help_text, dynamic_typing=floaty)
-        if kind.endswith("[]") and not default:
+        if kind.endswith("[]") and not default and floaty:
+            node.declare_parameter(name, None, descriptor)  # untyped: [0, 0, 1] (integers) is a float list too
+        elif kind.endswith("[]") and not default:
             node.declare_parameter(name, _ARRAY_TYPES[kind[:-2]], descriptor)
         else:
             node.declare_parameter(name, list(default) if kind.endswith("[]") else default, descriptor)

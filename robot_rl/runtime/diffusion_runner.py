@@ -29,8 +29,11 @@ from typing import Callable
 import numpy as np
 
 from robot_rl.errors import ConfigError, DataError, RobotRLError
+from robot_rl.perception.depth import DepthImage, PinholeCamera
 from robot_rl.policies.loading import with_deployment
+from robot_rl.policies.steering import CANDIDATE_NOISE_SCALE
 from robot_rl.runtime.arm import ArmConfig, ArmInterface
+from robot_rl.runtime.camera_cloud import CameraCloud, check_camera_placement
 from robot_rl.runtime.chunk_executor import ChunkExecutor
 from robot_rl.runtime.control_ticks import ControlTicks
 from robot_rl.runtime.episode_start import EpisodeStart
@@ -48,12 +51,15 @@ class DiffusionPolicyConfig(ArmConfig):
     control_dt: float = field(default=0.1, metadata={"help": "control period (s of observation time); the policy's training rate"})
     num_samples: int = field(default=1, metadata={"help": "chunks sampled per observation; > 1 also publishes them on /policy/candidates"})
     num_inference_steps: int = field(default=0, metadata={"help": "DDIM steps per chunk; 0: the checkpoint's own"})
-    noise_scale: float = field(default=-1.0, metadata={"help": "scale of the initial DDIM noise (0: deterministic chunks); < 0: the checkpoint's own"})
+    noise_scale: float = field(default=-1.0, metadata={"help": "scale of the initial DDIM noise (0: deterministic chunks); < 0: the checkpoint's own (chosen at training), or 1 for num_samples > 1 (steering candidates)"})
     action_horizon: int = field(default=0, metadata={"help": "Ta, actions executed per chunk; 0: the checkpoint's own"})
     request_lead: int = field(default=1, metadata={"help": "extra actions per chunk that cover the next chunk's inference (ticks)"})
     max_age: float = field(default=0.5, metadata={"help": "hold when an observation is older than this (s)"})
     sync_tolerance: float = field(default=0.02, metadata={"help": "messages stamped within this (s) of the joint states are one observation"})
     points_camera: str = field(default="front", metadata={"help": "the points key reads /camera/<points_camera>/points"})
+    points_source: str = field(default="points", metadata={"help": "points: a PointCloud2 on /camera/<points_camera>/points; depth: its depth/image_raw (32FC1 m or 16UC1 mm) + camera_info, back-projected"})
+    camera_link: str = field(default="", metadata={"help": "URDF link of the points camera's optical frame (its pose follows the joint states)"})
+    camera_pose: tuple[float, ...] = field(default=(), metadata={"help": "x y z qx qy qz qw of the points camera's optical frame in the base frame (a camera outside the URDF); neither: clouds are in the base frame"})
     seed: int = field(default=0, metadata={"help": "noise seed; the i-th reset uses seed + i"})
     publish_commands: bool = field(default=True, metadata={"help": "false: command nothing (a steering or residual node does): num_samples 1 publishes /policy/action_chunk, > 1 /policy/candidates only"})
 
@@ -66,6 +72,7 @@ class DiffusionPolicyConfig(ArmConfig):
             raise ConfigError(f"sync_tolerance must be >= 0, got {self.sync_tolerance}")
         if self.num_samples < 1:
             raise ConfigError(f"num_samples must be >= 1, got {self.num_samples}")
+        check_camera_placement(self.points_source, self.camera_link, self.camera_pose)
         for name in ("num_inference_steps", "action_horizon", "request_lead"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -99,6 +106,7 @@ class LoadedPolicy:
     length: int  # actions kept per chunk: Ta + request_lead, at most what the chunk predicts
     topics: tuple[str, ...]  # observation topics other than /joint_states
     arm: ArmInterface  # the robot, joint mapping and guard this checkpoint drives
+    camera: CameraCloud | None = None  # makes the points key from the camera's messages
 
 
 @dataclass
@@ -136,6 +144,7 @@ class DiffusionRunner:
         self.model: LoadedPolicy | None = None
         self.chunks: ChunkExecutor | None = None
         self._joints = None  # (stamp, receive time, q, v) in the checkpoint's joint order
+        self._camera_info: PinholeCamera | None = None  # the points camera's latest CameraInfo
         self._latest = LatestMessages(config.max_age, config.sync_tolerance)  # topics besides /joint_states
         self._last_joint_stamp: float | None = None
         self._ticks = ControlTicks(config.control_dt)
@@ -156,8 +165,9 @@ class DiffusionRunner:
         from robot_rl.policies.diffusion.model import DiffusionPolicy
 
         c = self.config
-        policy = with_deployment(DiffusionPolicy.from_checkpoint(path, device=c.device), path,
-                                 noise_scale=c.noise_scale if c.noise_scale >= 0 else None)
+        # the checkpoint's own noise for one chunk; candidates for steering keep the learned distribution's
+        noise = c.noise_scale if c.noise_scale >= 0 else (CANDIDATE_NOISE_SCALE if c.num_samples > 1 else None)
+        policy = with_deployment(DiffusionPolicy.from_checkpoint(path, device=c.device), path, noise_scale=noise)
         pc = policy.config
         arm = ArmInterface.build(c, c.control_dt, policy.robot, pc.joint_names, what=f"checkpoint {path}")
         joints = arm.joints.policy_joints
@@ -187,7 +197,17 @@ class DiffusionRunner:
         policy.sample_chunks(history, c.num_samples, num_inference_steps=c.num_inference_steps or None)
         topics = tuple(dict.fromkeys(t for t in (topic_for(k, c.points_camera) for k in pc.obs_keys)
                                      if t != "/joint_states"))
-        return LoadedPolicy(policy, str(path), ta, start, length, topics, arm)
+        camera = None
+        if "points" in pc.obs_keys:
+            if c.points_source == "depth" and pc.points_use_rgb:
+                raise ConfigError(f"{path} reads point colours; points_source depth gives xyz only (use a "
+                                  "coloured PointCloud2, points_source points)")
+            camera = CameraCloud(arm.robot, pc.obs_shapes["points"], c.points_source, c.camera_link, c.camera_pose)
+            if c.points_source == "depth":
+                cam = f"/camera/{c.points_camera}"
+                topics = tuple(t for t in topics if t != topic_for("points", c.points_camera))
+                topics += (f"{cam}/depth/image_raw", f"{cam}/camera_info")
+        return LoadedPolicy(policy, str(path), ta, start, length, topics, arm, camera)
 
     def install(self, model: LoadedPolicy) -> None:
         """Swap `model` in: a fresh executor and history (the node subscribed to its topics first)."""
@@ -256,6 +276,40 @@ class DiffusionRunner:
         with self._lock:
             self._latest.put(topic, stamp, value)
             self._maybe_tick_locked()
+
+    # ---------------------------------------------------------------- the points camera
+    def camera_points(self, topic: str, stamp: float, points: np.ndarray) -> None:
+        """A PointCloud2's points (any frame, any size): made into the policy's cloud."""
+        self._camera_cloud(topic, stamp, lambda camera, joints: camera.from_points(points, joints))
+
+    def camera_depth(self, topic: str, stamp: float, image: DepthImage) -> None:
+        """The points camera's depth image: back-projected with its latest CameraInfo."""
+        info = self._camera_info
+        if info is None:
+            self.warn_once("camera_info", f"/camera/{self.config.points_camera}/camera_info: no message yet, "
+                           "the depth images wait for it")
+            return
+        self._camera_cloud(topic_for("points", self.config.points_camera), stamp,
+                           lambda camera, joints: camera.from_depth(image.depth, image.encoding, info, joints))
+
+    def camera_info(self, topic: str, stamp: float, camera: PinholeCamera) -> None:
+        self._camera_info = camera
+
+    def _camera_cloud(self, topic: str, stamp: float, make) -> None:
+        model, joints = self.model, self._joints
+        if model is None or model.camera is None:
+            return
+        positions = None
+        if model.camera.needs_joints:
+            if joints is None:
+                return  # a wrist camera's pose needs the joint states first
+            positions = dict(zip(model.arm.joints.policy_joints, joints[2]))
+        try:
+            cloud = make(model.camera, positions)  # outside the lock: voxel + FPS take milliseconds
+        except RobotRLError as e:
+            self.log.error(f"{topic}: {e}; ignoring the message", throttle_duration_sec=5.0)
+            return
+        self.observation(topic, stamp, cloud)
 
     def _frame_locked(self, t: float, q: np.ndarray, v: np.ndarray) -> dict | None:
         """The observation for a tick at `t`, or None (wait for a message in sync, or hold)."""

@@ -13,7 +13,9 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
-from robot_rl.perception.pointcloud import crop, depth_to_points, downsample
+from robot_rl.perception.depth import PinholeCamera
+from robot_rl.perception.extrinsics import optical_from_gl
+from robot_rl.perception.pointcloud import PointCloudConfig, cloud_from_depth
 from robot_rl.robot import RobotModel, load_robot
 from robot_rl.robot.kinematics import TCP_SITE
 from robot_rl.sim.scene import CAMERA_NAMES, build_model
@@ -116,15 +118,17 @@ class ArmEnv(gym.Env):
         return self.task.evaluate(self.data)
 
     def camera_intrinsics(self, camera: str) -> tuple[float, float, float, float, int, int]:
-        """(fx, fy, cx, cy, width, height) of a pinhole camera with square pixels."""
+        """(fx, fy, cx, cy, width, height) of a pinhole camera with square pixels, as CameraInfo's
+        K has them (pixel centres at integer coordinates: cx = (width - 1) / 2)."""
         width, height = self.image_size
         fovy = np.deg2rad(self.model.cam_fovy[self.model.camera(camera).id])
         f = 0.5 * height / np.tan(0.5 * fovy)
-        return f, f, width / 2.0, height / 2.0, width, height
+        return f, f, (width - 1) / 2.0, (height - 1) / 2.0, width, height
 
-    def camera_pose(self, camera: str) -> tuple[np.ndarray, np.ndarray]:
+    def camera_extrinsics(self, camera: str) -> np.ndarray:
+        """Base-from-optical 4x4 of a camera (the robot's base is the world origin)."""
         cam = self.data.camera(camera)
-        return cam.xpos.copy(), cam.xmat.reshape(3, 3).copy()
+        return optical_from_gl(cam.xpos, cam.xmat)
 
     # --- observations ------------------------------------------------------------------------
     def observe(self) -> dict:
@@ -159,10 +163,11 @@ class ArmEnv(gym.Env):
         return poses
 
     def _point_cloud(self, obs: dict) -> np.ndarray:
+        """The same path as a real depth camera's: 32FC1 metres, its CameraInfo, its optical frame."""
         cam = self.cameras[0]
-        pos, rot = self.camera_pose(cam)
-        pts = depth_to_points(obs[f"{cam}_depth"], self.camera_intrinsics(cam), pos, rot, obs[f"{cam}_rgb"])
-        return downsample(crop(pts), self.num_points)
+        return cloud_from_depth(obs[f"{cam}_depth"], "32FC1", PinholeCamera(*self.camera_intrinsics(cam)),
+                                self.camera_extrinsics(cam), PointCloudConfig(num_points=self.num_points),
+                                obs[f"{cam}_rgb"])
 
     def _render_rgb(self, camera: str) -> np.ndarray:
         if self._renderer is None:

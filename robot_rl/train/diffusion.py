@@ -47,6 +47,10 @@ class DiffusionTrainConfig:
     torch_threads: int = 0  # 0: leave torch's default
     init_checkpoint: str | None = None  # fine-tune: start from these weights and normalizer
     lr: float | None = None  # None: the policy config's (a fine-tune keeps its checkpoint's)
+    # after training, the best checkpoint is evaluated at these DDIM noise scales x action
+    # horizons (empty: the config's Ta) and keeps the best as its defaults (train/deployment.py)
+    deploy_noise_scales: tuple[float, ...] = (1.0, 0.5, 0.0)
+    deploy_action_horizons: tuple[int, ...] = ()
     policy: DiffusionConfig = field(default_factory=DiffusionConfig)
 
     def __post_init__(self):
@@ -54,6 +58,9 @@ class DiffusionTrainConfig:
             raise ConfigError("DiffusionTrainConfig: num_steps, batch_size and eval_every must be >= 1")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"DiffusionTrainConfig: val_fraction must be in [0, 1), got {self.val_fraction}")
+        from robot_rl.train.deployment import deployment_grid
+
+        deployment_grid(self.policy, self.deploy_noise_scales, self.deploy_action_horizons)  # refused before training
 
 
 EvalFn = Callable[[DiffusionPolicy], dict]  # policy -> {"success_rate": float, ...}
@@ -201,7 +208,14 @@ def train_diffusion(tc: DiffusionTrainConfig, dataset, evaluate: EvalFn | None =
         if step % tc.eval_every == 0 or step == tc.num_steps:
             run_eval(step)
 
+    deployment = None
+    if evaluate is not None and best["step"] is not None and tc.deploy_noise_scales:
+        from robot_rl.train.deployment import choose_deployment
+
+        deployment = choose_deployment(out / "best", evaluate, tc.deploy_noise_scales, tc.deploy_action_horizons,
+                                       known_success=best["success_rate"], log=bar.write if progress else (lambda s: None))
     summary = {
+        "deployment": deployment,
         "episodes": len(train_eps), "held_out_episodes": len(val_eps), "windows": len(windows),
         "steps": tc.num_steps, "wall_s": round(time.perf_counter() - start, 1), "first_loss": first_loss,
         "parameters": policy.num_parameters(), "best_step": best["step"],
@@ -214,6 +228,9 @@ def train_diffusion(tc: DiffusionTrainConfig, dataset, evaluate: EvalFn | None =
     best_rate = float("nan") if best["success_rate"] is None else best["success_rate"]  # 0.0 is a score
     success = "" if evaluate is None else (f", success best {best_rate:.2f} at step "
                                            f"{best['step']} (last {final['success_rate']:.2f})")
+    if deployment is not None:
+        success += (f", deployed at noise {deployment['noise_scale']:g} Ta {deployment['action_horizon']}: "
+                    f"{deployment['success_rate']:.2f}")
     print(f"diffusion: {len(train_eps)} episodes, {tc.num_steps} steps in {summary['wall_s']:.0f} s, "
           f"{summary['parameters'] / 1e6:.2f}M parameters, {score_key} {final[score_key]:.4f}{success}; "
           f"checkpoint {out / 'best'}")
@@ -306,6 +323,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--eval-every", type=int, default=t.eval_every)
     parser.add_argument("--eval-episodes", type=int, default=50, help="simulator episodes per evaluation (0: none)")
     parser.add_argument("--down-dims", type=int, nargs="+", default=list(d.down_dims))
+    parser.add_argument("--pointnet-dims", type=int, nargs="+", default=list(d.pointnet_dims),
+                        help="point-cloud encoder widths (--obs points)")
+    parser.add_argument("--deploy-noise-scales", type=float, nargs="*", default=list(t.deploy_noise_scales),
+                        help="after training, evaluate the best checkpoint at these DDIM noise scales and keep "
+                             "the best as its default (none: keep the trained 1)")
+    parser.add_argument("--deploy-action-horizons", type=int, nargs="*", default=list(t.deploy_action_horizons),
+                        help="... and at these Ta (default: the config's only)")
     parser.add_argument("--num-inference-steps", type=int, default=d.num_inference_steps)
     parser.add_argument("--lr", type=float, default=None, help=f"peak learning rate (default {d.lr:g}; "
                         "a fine-tune keeps its checkpoint's unless given)")
@@ -342,14 +366,16 @@ def run(args) -> int:
         raise DataError(f"{args.dataset}: no key(s) {missing} (keys: {', '.join(dataset.keys)})")
     policy = DiffusionConfig(obs_keys=keys, obs_shapes={k: tuple(dataset.keys[k]["shape"]) for k in keys},
                              action_dim=int(dataset.keys["action"]["shape"][0]), down_dims=tuple(args.down_dims),
-                             num_inference_steps=args.num_inference_steps,
+                             pointnet_dims=tuple(args.pointnet_dims), num_inference_steps=args.num_inference_steps,
                              **({} if args.lr is None else {"lr": args.lr}))
     tc = DiffusionTrainConfig(dataset=args.dataset, out=args.out, num_steps=args.num_steps,
                               batch_size=args.batch_size, max_episodes=args.max_episodes,
                               val_fraction=args.val_fraction, eval_every=args.eval_every, seed=args.seed,
                               device=args.device, torch_threads=args.torch_threads,
                               init_checkpoint=args.init_checkpoint, lr=args.lr,
-                              successful_only=not args.all_episodes, policy=policy)
+                              successful_only=not args.all_episodes, policy=policy,
+                              deploy_noise_scales=tuple(args.deploy_noise_scales),
+                              deploy_action_horizons=tuple(args.deploy_action_horizons))
     evaluate = None
     if args.eval_episodes > 0:
         task = args.task or (dataset.episode_meta(0).get("task") if dataset.num_episodes else None)

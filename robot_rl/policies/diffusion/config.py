@@ -93,7 +93,7 @@ class DiffusionConfig:
     crop_is_random: bool = True
 
     # --- point-cloud encoder (DP3-style PointNet) -------------------------------------------------
-    pointnet_dims: tuple[int, ...] = (64, 128, 256)
+    pointnet_dims: tuple[int, ...] = (32, 64, 128)  # 0.99 on lift from 200 demos; (64, 128, 256) is 2.7x slower on CPU
     points_feature_dim: int = 64
     points_use_rgb: bool = False  # False: xyz only, as DP3
 

@@ -270,10 +270,11 @@ class DiffusionPolicy(nn.Module):
             x = step(x, film[i], plan.coefs[i])
         return x
 
-    def _noise(self, n: int, generator: torch.Generator | None) -> torch.Tensor:
+    def _noise(self, n: int, generator: torch.Generator | None, scale: float | None = None) -> torch.Tensor:
         # Noise is drawn on the CPU so a seed gives the same chunks on any device.
         shape = (n, self.config.pred_horizon, self.config.action_dim)
-        return (self.config.noise_scale * torch.randn(shape, generator=generator)).to(self.device)
+        scale = self.config.noise_scale if scale is None else scale
+        return (scale * torch.randn(shape, generator=generator)).to(self.device)
 
     @torch.inference_mode()
     def generate(self, obs: Mapping[str, torch.Tensor], noise: torch.Tensor | None = None,
@@ -375,14 +376,15 @@ class DiffusionPolicy(nn.Module):
         return self.sample_chunks(obs_history, 1, generator, num_inference_steps)[0]
 
     def sample_chunks(self, obs_history, n: int, generator: torch.Generator | None = None,
-                      num_inference_steps: int | None = None) -> np.ndarray:
+                      num_inference_steps: int | None = None, noise_scale: float | None = None) -> np.ndarray:
         """n chunks (n, Tp, A) for one history: encoded once, denoised as one batch of n.
-        Noise comes from `generator`, else from the policy's own (seeded by `reset(seed)`)."""
+        Noise comes from `generator`, else from the policy's own (seeded by `reset(seed)`), scaled
+        by `noise_scale` (None: the config's)."""
         if n < 1:
             raise ConfigError(f"sample_chunks needs n >= 1, got {n}")
         with torch.inference_mode(), self._inference_threads():
             cond = self.encode_obs(self._history_batch(obs_history))
-            noise = self._noise(n, generator or self._generator)
+            noise = self._noise(n, generator or self._generator, noise_scale)
             x = self.denoise(cond.expand(n, -1), noise, num_inference_steps)
             return self.normalizer.unnormalize("action", x).cpu().numpy()
 
@@ -394,9 +396,10 @@ class DiffusionPolicy(nn.Module):
         for n in batch_sizes:
             self.sample_chunks(zeros, n, torch.Generator().manual_seed(0))
 
-    def sample_executable(self, obs_history, n: int, generator: torch.Generator | None = None) -> np.ndarray:
+    def sample_executable(self, obs_history, n: int, generator: torch.Generator | None = None,
+                          noise_scale: float | None = None) -> np.ndarray:
         """n candidate executable action sequences (n, Ta, A) for steering."""
-        return self.executable(self.sample_chunks(obs_history, n, generator))
+        return self.executable(self.sample_chunks(obs_history, n, generator, noise_scale=noise_scale))
 
     # --- checkpoints -------------------------------------------------------------------------------
     @classmethod
