@@ -22,13 +22,20 @@ bench/diffusion_latency.py times it), with `obs_to_cmd_over_bare_*_p50` = p50(ob
 p50(bare) - 1 (noisier: the two p50s come from different moments), and the node's inference p50
 next to them (the node's inference is no slower than the library's).
 
+`--obs points`: a point-cloud policy fed as on a real arm: this process publishes the front
+camera's depth image (32FC1) and CameraInfo, then the joint states; the node (points_source
+depth, camera_pose = the camera's optical frame) back-projects, crops and downsamples to the
+checkpoint's cloud, so obs -> command includes making the cloud. No /task/object_poses.
+
 Without --checkpoint a default-config DiffusionPolicy with random weights is used (latency does
-not depend on the weights; the guard keeps the arm's motion sane). Progress goes to stderr; the
+not depend on the weights; the guard keeps the arm's motion sane); with --obs points its config
+reads joint_pos, ee_pos and a 512-point cloud. Progress goes to stderr; the
 last stdout line is one JSON object. `measure_dds_overhead()` returns the same dict, for
 bench/diffusion_latency.py (`sys.path` has bench/ when that script runs).
 
     python bench/diffusion_node_latency.py                    # ~1-2 min on 2 cores
     python bench/diffusion_node_latency.py --checkpoint runs/diffusion/best --task push
+    python bench/diffusion_node_latency.py --obs points --task lift --image-size 128 128
 """
 from __future__ import annotations
 
@@ -63,12 +70,26 @@ def _stats(values_ms) -> dict:
             "n": int(len(v))}
 
 
-def _random_checkpoint(folder: Path) -> Path:
+def _random_checkpoint(folder: Path, inputs: str = "state") -> Path:
     from robot_rl.policies.diffusion.config import DiffusionConfig
     from robot_rl.policies.diffusion.model import DiffusionPolicy
 
-    DiffusionPolicy(DiffusionConfig()).eval().save_checkpoint(folder)
+    config = DiffusionConfig()
+    if inputs == "points":
+        config = DiffusionConfig(obs_keys=("joint_pos", "ee_pos", "points"),
+                                 obs_shapes={"joint_pos": (8,), "ee_pos": (3,), "points": (512, 6)})
+    DiffusionPolicy(config).eval().save_checkpoint(folder)
     return folder
+
+
+def _optical_pose(env, camera: str) -> list[float]:
+    """x y z qx qy qz qw of a simulated camera's optical frame: the node's camera_pose."""
+    import mujoco
+
+    m = env.camera_extrinsics(camera)
+    q = np.zeros(4)
+    mujoco.mju_mat2Quat(q, m[:3, :3].reshape(-1))
+    return [*map(float, m[:3, 3]), float(q[1]), float(q[2]), float(q[3]), float(q[0])]
 
 
 def _bare_predict_ms(policy, histories: list, n: int, steps: int | None) -> list[float]:
@@ -116,8 +137,8 @@ def _rollout_predict_ms(policy, env, n: int, steps: int | None, seed: int, episo
 
 def measure_dds_overhead(checkpoint: str | os.PathLike | None = None, task: str = "push", ticks: int = 800,
                          episode_ticks: int = 80, bare_calls: int = 100, num_inference_steps: int = 0,
-                         blocks: int = 4,
-                         seed: int = 0, node_log: str | os.PathLike | None = None) -> dict:
+                         blocks: int = 4, seed: int = 0, node_log: str | os.PathLike | None = None,
+                         inputs: str = "state", image_size=(128, 128)) -> dict:
     """Run the node against an in-process lock-step sim; return the latency figures (dict)."""
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(101, 200)))
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
@@ -128,7 +149,7 @@ def measure_dds_overhead(checkpoint: str | os.PathLike | None = None, task: str 
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.node import Node
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-    from sensor_msgs.msg import JointState
+    from sensor_msgs.msg import CameraInfo, Image, JointState
     from std_msgs.msg import Float64MultiArray, String
     from std_srvs.srv import Trigger
     from trajectory_msgs.msg import JointTrajectory
@@ -140,12 +161,14 @@ def measure_dds_overhead(checkpoint: str | os.PathLike | None = None, task: str 
     tmp = tempfile.TemporaryDirectory(prefix="robot_rl_node_latency_")
     random_weights = checkpoint is None
     if random_weights:
-        checkpoint = _random_checkpoint(Path(tmp.name) / "random_checkpoint")
+        checkpoint = _random_checkpoint(Path(tmp.name) / "random_checkpoint", inputs)
         log(f"random-weight default-config checkpoint in {checkpoint}")
     checkpoint = Path(checkpoint)
     policy_config = DiffusionPolicy.from_checkpoint(checkpoint).config
     steps = num_inference_steps or None
-    env = ArmEnv(task)
+    points = inputs == "points"
+    env = ArmEnv(task, cameras=("front",), depth=True, points=True, image_size=tuple(image_size),
+                 num_points=policy_config.obs_shapes["points"][0]) if points else ArmEnv(task)
     log_path = Path(node_log) if node_log else Path(tmp.name) / "node.log"
     reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
     latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -169,6 +192,16 @@ def measure_dds_overhead(checkpoint: str | os.PathLike | None = None, task: str 
     node.create_subscription(String, "/diffusion_policy/status", lambda m: state.update(status=json.loads(m.data)), latched)
     pub_j = node.create_publisher(JointState, "/joint_states", reliable)
     pub_p = node.create_publisher(PoseArray, "/task/object_poses", reliable)
+    pub_depth = node.create_publisher(Image, "/camera/front/depth/image_raw", reliable)
+    pub_info = node.create_publisher(CameraInfo, "/camera/front/camera_info", reliable)
+
+    def publish_observation(obs, stamp):
+        if points:
+            pub_info.publish(msgs.camera_info_to_msg(*env.camera_intrinsics("front"), stamp, "front_optical_frame"))
+            pub_depth.publish(msgs.image_to_msg(obs["front_depth"], stamp, "front_optical_frame"))
+        else:
+            pub_p.publish(msgs.poses_to_msg(obs["object_poses"], stamp))
+        pub_j.publish(msgs.joint_state_to_msg(env.joint_names, obs["joint_pos"], obs["joint_vel"], stamp=stamp))
     reset_client = node.create_client(Trigger, "/diffusion_policy/reset")
     stop = threading.Event()
     spinner = threading.Thread(target=lambda: [executor.spin_once(timeout_sec=0.05) for _ in iter(stop.is_set, True)],
@@ -178,12 +211,16 @@ def measure_dds_overhead(checkpoint: str | os.PathLike | None = None, task: str 
     argv = [sys.executable, "-m", NODE, "--ros-args", "-p", f"checkpoint:={checkpoint}", "-p", "request_lead:=0",
             "-p", f"num_inference_steps:={num_inference_steps}", "-p", "max_age:=5.0", "-p", f"seed:={seed}",
             "--log-level", "diffusion_policy:=debug"]  # per-chunk inference times
+    if points:
+        env.reset(seed=seed)
+        argv[4:4] = ["-p", "points_source:=depth", "-p", f"camera_pose:={_optical_pose(env, 'front')}"]
+    observed = pub_depth if points else pub_p
     with open(log_path, "wb") as f:
         proc = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
     result: dict = {}
     try:
         deadline = time.monotonic() + 120
-        while pub_j.get_subscription_count() == 0 or pub_p.get_subscription_count() == 0 \
+        while pub_j.get_subscription_count() == 0 or observed.get_subscription_count() == 0 \
                 or not reset_client.service_is_ready():
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the node did not come up; its log:\n{log_path.read_text()[-2000:]}")
@@ -227,8 +264,7 @@ def measure_dds_overhead(checkpoint: str | os.PathLike | None = None, task: str 
                 stamp = round(sim_t, 6)
                 got_cmd.clear()
                 t0 = time.perf_counter()
-                pub_p.publish(msgs.poses_to_msg(obs["object_poses"], stamp))
-                pub_j.publish(msgs.joint_state_to_msg(env.joint_names, obs["joint_pos"], obs["joint_vel"], stamp=stamp))
+                publish_observation(obs, stamp)
                 if not got_cmd.wait(10.0):
                     raise RuntimeError(f"no command for the observation at {stamp}; node log:\n{log_path.read_text()[-2000:]}")
                 latency[stamp] = (state["cmd_t"] - t0) * 1e3
@@ -262,6 +298,7 @@ def measure_dds_overhead(checkpoint: str | os.PathLike | None = None, task: str 
             "obs_to_cmd_over_bare_rollout_p50": round(e2e["p50_ms"] / base["p50_ms"] - 1, 3),
             "obs_to_cmd_over_bare_hot_loop_p50": round(e2e["p50_ms"] / hot_s["p50_ms"] - 1, 3),
             "node_handoff_ms_p50": (state["status"] or {}).get("handoff_ms_p50"),
+            "obs": inputs, "image_size": [int(v) for v in image_size] if points else None,
             "task": task, "ticks": ticks, "action_horizon": policy_config.action_horizon,
             "num_inference_steps": steps or policy_config.num_inference_steps,
             "checkpoint": "random weights, default DiffusionConfig" if random_weights else str(checkpoint),
@@ -289,10 +326,14 @@ def main() -> int:
     ap.add_argument("--ticks", type=int, default=800, help="lock-step ticks (every Ta-th runs inference)")
     ap.add_argument("--num-inference-steps", type=int, default=0, help="DDIM steps (0: the checkpoint's)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--obs", choices=("state", "points"), default="state",
+                    help="points: depth image + CameraInfo in, the node makes the cloud")
+    ap.add_argument("--image-size", type=int, nargs=2, default=(128, 128), metavar=("W", "H"),
+                    help="--obs points: the depth camera's size")
     args = ap.parse_args()
     load_before = os.getloadavg()
     result = measure_dds_overhead(args.checkpoint, args.task, args.ticks, num_inference_steps=args.num_inference_steps,
-                                  seed=args.seed)
+                                  seed=args.seed, inputs=args.obs, image_size=args.image_size)
     result["env"] = {"cpu_count": os.cpu_count(), "loadavg_before": [round(x, 2) for x in load_before],
                      "loadavg_after": [round(x, 2) for x in os.getloadavg()]}
     log(f"dds_overhead_ratio {result['dds_overhead_ratio']}: per chunk DDS + node plumbing p50 "
