@@ -279,7 +279,12 @@ class DiffusionRunner:
 
     # ---------------------------------------------------------------- the points camera
     def camera_points(self, topic: str, stamp: float, points: np.ndarray) -> None:
-        """A PointCloud2's points (any frame, any size): made into the policy's cloud."""
+        """A PointCloud2's points (any frame, any size): made into the policy's cloud; a
+        `<cam>_points` key's cloud is taken as published."""
+        model = self.model
+        if model is not None and (model.camera is None or topic != topic_for("points", self.config.points_camera)):
+            self.observation(topic, stamp, points)
+            return
         self._camera_cloud(topic, stamp, lambda camera, joints: camera.from_points(points, joints))
 
     def camera_depth(self, topic: str, stamp: float, image: DepthImage) -> None:
