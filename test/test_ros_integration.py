@@ -200,7 +200,7 @@ def test_cameras_depth_and_points(nodes, probe):
     assert rgb.shape == (48, 64, 3) and rgb.dtype == np.uint8 and rgb.std() > 0
     assert depth.shape == (48, 64) and depth.dtype == np.float32 and 0.1 < np.median(depth) < 5.0
     fx, fy, cx, cy, w, h = msgs.camera_info_from_msg(probe.latest("/camera/front/camera_info"))
-    assert (w, h, cx, cy) == (64, 48, 32.0, 24.0) and fx > 0
+    assert (w, h, cx, cy) == (64, 48, 31.5, 23.5) and fx > 0
     points = msgs.points_from_msg(probe.latest("/camera/front/points"))
     assert points.shape == (256, 6) and np.all(np.isfinite(points))
 
