@@ -137,6 +137,20 @@ class Probe:
         with self.lock:
             return list(self.messages[topic])
 
+    def settle(self, quiet: float = 0.5, timeout: float = 10.0) -> None:
+        """Wait until no subscribed topic has received anything for `quiet` s: after the
+        publishers stopped, messages already sent on one topic may still be queued on another."""
+        deadline = time.monotonic() + timeout
+        counts, since = None, time.monotonic()
+        while time.monotonic() < deadline:
+            with self.lock:
+                now = {t: len(m) for t, m in self.messages.items()}
+            if now != counts:
+                counts, since = now, time.monotonic()
+            elif time.monotonic() - since >= quiet:
+                return
+            time.sleep(0.05)
+
     def publisher(self, msg_type, topic: str, wait_subscribers: float = 15.0):
         from rclpy.qos import QoSProfile, ReliabilityPolicy
 

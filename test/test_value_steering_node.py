@@ -185,6 +185,7 @@ def test_sim_steering_graph_runs_episodes_on_the_critics_choices(nodes, probe, t
     assert probe.count("/value_steering/scores") >= decisions + 5, "the episodes ran on steered chunks"
     assert probe.node.count_publishers("/policy/action_chunk") == 1, "only value_steering publishes chunks"
     assert nodes.stop("bringup", signal.SIGINT, timeout=15) == 0
+    probe.settle()  # a chunk's /policy/action_chunk copy may be taken before its trajectory
 
     assert probe.count("/forward_position_controller/commands") == 0, "diffusion_policy must only propose"
     steered = {round(msgs.from_time(m.header.stamp), 6): msgs.trajectory_from_msg(m) for m in probe.all(TRAJECTORY)}
@@ -199,6 +200,7 @@ def test_sim_steering_graph_runs_episodes_on_the_critics_choices(nodes, probe, t
     assert all(s.shape == (num_samples,) and np.all(np.isfinite(s)) for s in scores)
     choices = Counter(m.data for m in probe.all("/value_steering/choice"))
     assert Counter(int(np.argmax(s)) for s in scores) <= choices  # beta 0: the argmax (extra 0s: fallbacks)
+    fallbacks = len(probe.all("/value_steering/choice")) - len(scores)  # no observation in time: candidate 0, unscored
     assert set(choices) - {0}, "the critic never preferred another candidate to the generalist's own"
 
     # Recompute each decision: the critic on the observation at the candidates' stamp, then the
@@ -213,7 +215,7 @@ def test_sim_steering_graph_runs_episodes_on_the_critics_choices(nodes, probe, t
     poses = {round(msgs.from_time(m.header.stamp), 6): msgs.poses_from_msg(m) for m in probe.all("/task/object_poses")}
     starts = sorted(round(msgs.from_time(m.stamp), 6) for m in probe.all("/sim/episode_start"))
     assert len(starts) >= 2, "the episodes reset the sim"
-    kinematics, previous, previous_stamp, checked, reseeded = ArmKinematics(), None, None, 0, 0
+    kinematics, previous, previous_stamp, checked, reseeded, unscored = ArmKinematics(), None, None, 0, 0, 0
     for traj in probe.all(TRAJECTORY):
         names, _, positions = msgs.trajectory_from_msg(traj)
         executed = msgs.reorder(names, positions.T, JOINT_NAMES).T
@@ -234,11 +236,17 @@ def test_sim_steering_graph_runs_episodes_on_the_critics_choices(nodes, probe, t
             q = msgs.reorder(jn, q, JOINT_NAMES).astype(np.float32)
             obs = {"joint_pos": q, "ee_pos": kinematics.fk(q[:7])[0].astype(np.float32),
                    "object_poses": poses[stamp].astype(np.float32)}
-            guard = CommandGuard(JOINT_NAMES, lower, upper, steps)
-            guard.reset(previous)
-            best = chunks[int(np.argmax(vf.score(obs, chunks)))]
-            np.testing.assert_allclose(executed, [guard.apply(p).command for p in best], atol=1e-6)
+            def guarded(chunk):
+                guard = CommandGuard(JOINT_NAMES, lower, upper, steps)
+                guard.reset(previous)
+                return np.array([guard.apply(p).command for p in chunk])
+
+            best = guarded(chunks[int(np.argmax(vf.score(obs, chunks)))])
+            if not np.allclose(executed, best, atol=1e-6) and np.allclose(executed, guarded(chunks[0]), atol=1e-6):
+                unscored += 1  # a fallback (the node logged why); each one is a choice without scores
+            else:
+                np.testing.assert_allclose(executed, best, atol=1e-6)
             checked += 1
             reseeded += bool(new)
         previous, previous_stamp = executed[-1], stamp
-    assert checked >= 5 and reseeded >= 1
+    assert checked >= 5 and reseeded >= 1 and unscored <= fallbacks, (checked, reseeded, unscored, fallbacks)
