@@ -79,7 +79,7 @@ def generate(path: Path, mb: float, robot) -> int:
         w.add_topic(topic, msgtype)
     rng = np.random.default_rng(1)
     home = np.asarray(robot.home, float)
-    frames, log = 0, 1_000_000_000
+    frames = 0
     per_frame = 2 * len(t["rgb"]) + len(t["depth"]) + 2 * len(t["info"])
     total = int(mb * 2**20 / per_frame)
     for k in range(total):

@@ -20,7 +20,7 @@ def measure(task: str, cameras: tuple[str, ...], steps: int, image_size) -> floa
     expert = ScriptedExpert(task)
     obs, _ = env.reset(seed=0)
     expert.reset(seed=0)
-    actions, seed = [], 0
+    seed = 0
     elapsed = 0.0
     for _ in range(steps):
         action = expert.act(obs)  # the expert's IK is not simulator time: keep it out of the clock

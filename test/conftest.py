@@ -34,7 +34,7 @@ def nodes(tmp_path):
 
 
 @pytest.fixture
-def probe(ros_context):
+def probe(ros_context):  # noqa: F811 - the imported fixture
     """An rclpy node in the test process, spun in a background thread."""
     p = Probe(ros_context)
     try:

@@ -106,3 +106,13 @@ def sim_ticks(n: int, dt_ns: int = 100_000_000, t0_ns: int = 1_000_000_000, came
 def header(t_ns: int) -> bytes:
     """A std_msgs/Header, as /sim/episode_start announces an episode's first observation."""
     return serialize(_header(t_ns), "std_msgs/msg/Header")
+
+
+def point_cloud(t_ns: int, xyz: np.ndarray, frame: str = "camera_optical_frame") -> bytes:
+    """An unorganised float32 xyz PointCloud2, as a depth driver publishes it."""
+    xyz = np.ascontiguousarray(xyz, dtype=np.float32)
+    fields = [T.sensor_msgs__msg__PointField(name=n, offset=4 * i, datatype=7, count=1) for i, n in enumerate("xyz")]
+    msg = T.sensor_msgs__msg__PointCloud2(header=_header(t_ns, frame), height=1, width=len(xyz), fields=fields,
+                                          is_bigendian=False, point_step=12, row_step=12 * len(xyz),
+                                          data=np.frombuffer(xyz.tobytes(), dtype=np.uint8), is_dense=True)
+    return serialize(msg, "sensor_msgs/msg/PointCloud2")

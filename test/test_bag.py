@@ -268,7 +268,7 @@ def test_disk_full_is_one_clear_error(tmp_path):
     if fs is None:
         pytest.skip("needs root and unshare to mount a small private tmpfs")
     mnt, prefix = fs
-    script = CHILD_FILL + textwrap.dedent(f"""
+    script = CHILD_FILL + textwrap.dedent("""
         finally:
             from robot_rl.data.bag import open_bag
             with open_bag(sys.argv[1]) as r:

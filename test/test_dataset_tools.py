@@ -405,3 +405,86 @@ def test_actions_from_the_trajectory_topic(tmp_path):
     ep = EpisodeDataset.open(tmp_path / "d").load_episode(0)
     k = ep["joint_pos"][:, 0]
     np.testing.assert_allclose(ep["action"][:, 0], k + 0.25, atol=1e-6)  # point k - k0 of the chunk from k0
+
+
+def _sim_camera_episode(n=8, size=(96, 96), num_points=256):
+    """The simulator's front depth camera over `n` ticks: (messages without the camera, depth
+    images, the policy's points, intrinsics, base-from-optical, its quaternion x y z w)."""
+    import mujoco
+    from rawmsgs import command, joint_state
+
+    from robot_rl.sim.env import ArmEnv
+
+    env = ArmEnv("lift", cameras=("front",), image_size=size, points=True, num_points=num_points)
+    obs, _ = env.reset(seed=3)
+    pose = env.camera_extrinsics("front")
+    wxyz = np.zeros(4)
+    mujoco.mju_mat2Quat(wxyz, pose[:3, :3].flatten())
+    messages, depth, points = [], [], []
+    for k in range(n):
+        t = S + k * 100_000_000
+        messages.append(("/joint_states", "sensor_msgs/msg/JointState", t,
+                         joint_state(t, obs["joint_pos"], obs["joint_vel"])))
+        depth.append(obs["front_depth"])
+        points.append(obs["points"][:, :3])
+        action = obs["joint_pos"] + 0.02
+        messages.append(("/forward_position_controller/commands", "std_msgs/msg/Float64MultiArray", t + 1_000_000,
+                         command(action)))
+        obs, *_ = env.step(action)
+    intrinsics = env.camera_intrinsics("front")
+    env.close()
+    return messages, depth, np.stack(points), intrinsics, pose, [*wxyz[1:], wxyz[0]]
+
+
+def test_from_bag_makes_the_policys_points_from_a_depth_camera(tmp_path):
+    """A depth-only camera (32FC1 depth + CameraInfo, no colour image) and its pose as a parameter:
+    from-bag's points are the ones the simulator gives its own policy from the same depth images
+    (one robot_rl.perception path), in the base frame; the depth images are not stored."""
+    from rawmsgs import camera_info, image
+
+    messages, depth, expected, (fx, fy, cx, cy, w, h), pose, quat = _sim_camera_episode()
+    for k, d in enumerate(depth):
+        t = S + k * 100_000_000
+        messages += [("/camera/front/depth/image_raw", "sensor_msgs/msg/Image", t, image(t, d)),
+                     ("/camera/front/camera_info", "sensor_msgs/msg/CameraInfo", t, camera_info(t, fx, fy, cx, cy, w, h))]
+    bag = write_bag(tmp_path / "b", sorted(messages, key=lambda m: m[2]))
+    out = cli("dataset", "from-bag", bag, "--out", tmp_path / "d", "--points-from-depth", "front", "--num-points", 256,
+              "--camera-pose", *pose[:3, 3], *quat, "--success", "false")
+    assert out.returncode == 0, out.stderr
+    ds = EpisodeDataset.open(tmp_path / "d")
+    assert set(ds.keys) == {"joint_pos", "joint_vel", "ee_pos", "ee_quat", "points", "action"}
+    ep = ds.load_episode(0)
+    n = ds.episode_lengths[0]
+    assert n >= 6 and ep["points"].shape == (n, 256, 3)
+    assert len(np.unique(ep["points"][0], axis=0)) > 100, "a cloud of the scene, not padding"
+    np.testing.assert_allclose(ep["points"], expected[:n], atol=1e-5)
+    assert ds.episode_meta(0)["points"]["from"] == "front_depth"
+
+
+def test_from_bag_resamples_a_drivers_point_clouds_into_the_base_frame(tmp_path):
+    """PointCloud2 in the camera's optical frame with a different number of points each frame (a
+    driver drops invalid pixels): stored as the policy's fixed-size cloud in the base frame."""
+    from rawmsgs import point_cloud
+
+    from robot_rl.perception.depth import PinholeCamera, back_project, depth_in_metres
+    from robot_rl.perception.pointcloud import WORKSPACE_MAX, WORKSPACE_MIN
+
+    messages, depth, expected, intrinsics, pose, quat = _sim_camera_episode()
+    camera = PinholeCamera(*intrinsics)
+    sizes = set()
+    for k, d in enumerate(depth):
+        t = S + k * 100_000_000
+        xyz, _ = back_project(depth_in_metres(d, "32FC1"), camera)
+        base = xyz @ pose[:3, :3].T + pose[:3, 3]
+        outside = np.flatnonzero(~np.all((base >= WORKSPACE_MIN) & (base <= WORKSPACE_MAX), axis=1))
+        xyz = np.delete(xyz, outside[: 500 * k], axis=0)  # fewer points each frame, none the policy sees
+        sizes.add(len(xyz))
+        messages.append(("/camera/front/points", "sensor_msgs/msg/PointCloud2", t, point_cloud(t, xyz)))
+    bag = write_bag(tmp_path / "b", sorted(messages, key=lambda m: m[2]))
+    out = cli("dataset", "from-bag", bag, "--out", tmp_path / "d", "--points-topic", "/camera/front/points",
+              "--num-points", 256, "--camera-pose", *pose[:3, 3], *quat, "--success", "false")
+    assert out.returncode == 0, out.stderr
+    ep = EpisodeDataset.open(tmp_path / "d").load_episode(0)
+    n = len(ep["points"])
+    assert len(sizes) > 1 and n >= 6 and ep["points"].shape == (n, 256, 3)
+    np.testing.assert_allclose(ep["points"], expected[:n], atol=1e-5)

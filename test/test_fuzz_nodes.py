@@ -208,7 +208,7 @@ def test_every_node_survives_malformed_messages_and_commands_stay_safe(nodes, pr
         log = nodes.log(name)
         assert "Traceback" not in log, f"{name}:\n{log[-3000:]}"
         for topic in topics:  # the malformed messages arrived and were refused with a line
-            assert f"[ERROR]" in log and topic in log, f"{name} never refused a {topic} message:\n{log[-3000:]}"
+            assert "[ERROR]" in log and topic in log, f"{name} never refused a {topic} message:\n{log[-3000:]}"
         # every callback validated what it read: nothing reached the last line of defence
         assert "message dropped" not in log, f"{name}:\n{log[-3000:]}"
 

@@ -36,13 +36,13 @@ def parse_mixture(text: str) -> list[tuple[str, float]]:
 
 def collect(task: str, out, num_episodes: int, quality: str = "expert", seed: int = 0,
             cameras=(), image_size=(96, 96), points: bool = False, progress: bool = True,
-            robot: str = "arm") -> EpisodeDataset:
+            robot: str = "arm", depth: bool = False) -> EpisodeDataset:
     """Roll out experts on seeds seed..seed+N-1 and append every episode (with its success label)."""
     mixture = parse_mixture(quality)
     counts = np.floor(np.array([s for _, s in mixture]) * num_episodes).astype(int)
     counts[0] += num_episodes - counts.sum()
     plan = [name for (name, _), n in zip(mixture, counts) for _ in range(n)]
-    env = ArmEnv(task, cameras=cameras, image_size=image_size, points=points, robot=robot)
+    env = ArmEnv(task, cameras=cameras, image_size=image_size, depth=depth, points=points, robot=robot)
     dataset = EpisodeDataset.open_or_create(out, {"joint_names": list(env.joint_names),
                                                   "rate_hz": 1.0 / env.control_dt}, env.robot)
     intrinsics = {cam: list(env.camera_intrinsics(cam)) for cam in cameras}
@@ -74,11 +74,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="first episode seed; episode i uses seed+i")
     parser.add_argument("--cameras", nargs="*", default=[], choices=["front", "wrist"])
     parser.add_argument("--image-size", type=int, nargs=2, default=(96, 96), metavar=("W", "H"))
+    parser.add_argument("--depth", action="store_true", help="also record each camera's depth image (metres)")
     parser.add_argument("--points", action="store_true", help="also record a point cloud per step")
     parser.add_argument("--robot", default="arm", help="the simulated arm: arm (7-DoF, Panda-like) or ur_arm (6-DoF, UR-like)")
 
 
 def run(args: argparse.Namespace) -> int:
     collect(args.task, args.out, args.num_episodes, args.quality, args.seed, tuple(args.cameras),
-            tuple(args.image_size), args.points, robot=args.robot)
+            tuple(args.image_size), args.points, robot=args.robot, depth=args.depth)
     return 0

@@ -55,7 +55,11 @@ class RecorderConfig:
     action_topic: str = field(default="/forward_position_controller/commands", metadata={"help": "std_msgs/Float64MultiArray commands: the action; '' for none"})
     cameras: tuple[str, ...] = field(default=(), metadata={"help": "cameras: /camera/<cam>/image_raw and camera_info"})
     depth_cameras: tuple[str, ...] = field(default=(), metadata={"help": "cameras whose /camera/<cam>/depth/image_raw (32FC1 metres) is recorded too"})
-    points_topic: str = field(default="", metadata={"help": "sensor_msgs/PointCloud2 topic; '' for none"})
+    points_topic: str = field(default="", metadata={"help": "sensor_msgs/PointCloud2 topic; '' for none (resampled to num_points in the base frame)"})
+    points_from_depth: str = field(default="", metadata={"help": "camera whose /camera/<cam>/depth/image_raw (32FC1 m or 16UC1 mm) + camera_info make the policy's points; its depth images are stored only if it is in depth_cameras"})
+    camera_link: str = field(default="", metadata={"help": "URDF link of that camera's optical frame (a wrist camera: its pose follows the joint states)"})
+    camera_pose: tuple[float, ...] = field(default=(), metadata={"help": "or x y z qx qy qz qw of the optical frame in the base frame (a camera outside the URDF)"})
+    num_points: int = field(default=512, metadata={"help": "points per frame (workspace crop, voxel grid, farthest-point sampling)"})
     object_poses_topic: str = field(default="/task/object_poses", metadata={"help": "geometry_msgs/PoseArray; '' for none"})
     reward_topic: str = field(default="/task/reward", metadata={"help": "std_msgs/Float32 reward; '' for none"})
     success_topic: str = field(default="/task/success", metadata={"help": "std_msgs/Bool success; '' for none"})
@@ -92,11 +96,14 @@ class RecorderConfig:
         self.extra()
 
     def sync_config(self) -> SyncConfig:
-        streams = standard_streams(self.joint_states_topic, self.action_topic, self.cameras, self.depth_cameras,
+        depth = set(self.depth_cameras) | ({self.points_from_depth} if self.points_from_depth else set())
+        streams = standard_streams(self.joint_states_topic, self.action_topic, self.cameras, depth,
                                    self.object_poses_topic, self.reward_topic, self.success_topic, self.points_topic)
         return SyncConfig(self.rate_hz, self.max_age, tuple(self.joint_names), streams, self.on_gap,
                           self.use_header_stamps, self.ee_pose, self.robot, self.max_gap,
-                          self.episode_start_topic, self.episode_start_window)
+                          self.episode_start_topic, self.episode_start_window, self.points_from_depth,
+                          self.camera_link, tuple(self.camera_pose), self.num_points,
+                          keep_depth=self.points_from_depth in self.depth_cameras)
 
     def extra(self) -> dict[str, str]:
         out = {}

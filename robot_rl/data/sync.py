@@ -67,7 +67,10 @@ from typing import Callable
 
 import numpy as np
 
+from robot_rl.data.episode_points import add_points
 from robot_rl.errors import ConfigError, DataError
+from robot_rl.perception.depth import DEPTH_SCALE, depth_in_metres
+from robot_rl.perception.pointcloud import PointCloudConfig
 
 KINDS = ("joint_state", "image", "depth", "points", "poses", "command", "trajectory", "reward", "success", "camera_info")
 MODES = ("nearest", "last", "hold", "in_force")
@@ -134,9 +137,19 @@ class SyncConfig:
     max_gap: float = 1.0  # s: on_gap "drop" refuses an episode whose frames are missing for longer than this
     episode_start_topic: str = ""  # std_msgs/Header stamped with an episode's first observation ('' none)
     episode_start_window: float = 2.0  # s: an announcement this soon after the start marker sets the beginning
+    # The policy's `points` (robot_rl/data/episode_points.py): from a camera's depth image, or the
+    # points stream's PointCloud2 resampled; where the camera is: a URDF link or a fixed pose.
+    points_from_depth: str = ""  # camera whose depth image (+ its camera_info) makes `points`
+    camera_link: str = ""  # the URDF link of that camera's optical frame (its pose follows joint_pos)
+    camera_pose: tuple[float, ...] = ()  # or x y z qx qy qz qw of the optical frame in the base frame
+    num_points: int = 512  # per frame of `points`: voxel grid, then farthest-point sampling
+    keep_depth: bool = True  # store points_from_depth's depth images too
 
     def __post_init__(self):
+        from robot_rl.perception.camera_cloud import check_camera_placement
+
         object.__setattr__(self, "joint_names", tuple(str(n) for n in self.joint_names))
+        object.__setattr__(self, "camera_pose", tuple(float(v) for v in self.camera_pose))
         object.__setattr__(self, "streams", tuple(s if isinstance(s, Stream) else Stream(**s) for s in self.streams))
         if not (math.isfinite(self.rate_hz) and self.rate_hz > 0):
             raise ConfigError(f"rate_hz must be > 0, got {self.rate_hz}")
@@ -167,6 +180,20 @@ class SyncConfig:
             if missing:
                 raise ConfigError(f"ee_pose needs every arm joint of robot {robot.name!r}; joint_names "
                                   f"{list(self.joint_names)} lacks {missing}")
+        if self.points_from_depth and not (self.camera_link or self.camera_pose):
+            raise ConfigError(f"points_from_depth {self.points_from_depth!r} needs where the camera is: camera_link "
+                              "(its optical frame's URDF link) or camera_pose (x y z qx qy qz qw in the base frame)")
+        check_camera_placement("depth" if self.points_from_depth else "points", self.camera_link, self.camera_pose)
+        if self.num_points <= 0:
+            raise ConfigError(f"num_points must be > 0, got {self.num_points}")
+        if self.points_from_depth:
+            cam = self.points_from_depth
+            kinds = {s.kind for s in self.streams if s.name == cam}
+            if not {"depth", "camera_info"} <= kinds:
+                raise ConfigError(f"points_from_depth {cam!r} needs the camera's depth image and camera_info "
+                                  f"streams (/camera/{cam}/depth/image_raw, /camera/{cam}/camera_info)")
+            if any(s.kind == "points" for s in self.streams):
+                raise ConfigError("points come from points_from_depth or from a points topic, not both")
 
     @property
     def reference(self) -> Stream:
@@ -177,10 +204,20 @@ class SyncConfig:
         return tuple(s for s in self.streams if s.kind != "camera_info")
 
     @property
-    def keys(self) -> list[str]:
+    def frame_keys(self) -> list[str]:
+        """The keys the synchroniser decodes into each frame."""
         keys = [k for s in self.frame_streams for k in s.keys]
         if self.ee_pose:
             keys[2:2] = ["ee_pos", "ee_quat"]
+        return keys
+
+    @property
+    def keys(self) -> list[str]:
+        """The keys an episode is stored with: the frame keys, with the points made from depth."""
+        keys = self.frame_keys
+        if self.points_from_depth:
+            depth = keys.index(f"{self.points_from_depth}_depth")
+            keys[depth:depth + 1] = [f"{self.points_from_depth}_depth", "points"] if self.keep_depth else ["points"]
         return keys
 
     @property
@@ -198,6 +235,7 @@ class SyncConfig:
         d = dict(d)
         d["streams"] = tuple(Stream(**s) for s in d["streams"])
         d["joint_names"] = tuple(d["joint_names"])
+        d["camera_pose"] = tuple(d.get("camera_pose", ()))
         return cls(**d)
 
 
@@ -207,13 +245,15 @@ def standard_streams(joint_states_topic: str = "/joint_states",
                      reward_topic: str = "/task/reward", success_topic: str = "/task/success",
                      points_topic: str = "") -> tuple[Stream, ...]:
     """The streams of the project's standard topics (ARCHITECTURE.md); '' leaves a topic out.
-    `depth`: True for every camera's depth image, or the names of the cameras that have one."""
+    `depth`: True for every camera's depth image, or the names of the cameras that have one (a
+    name not in `cameras` is a depth camera: depth image and camera_info only)."""
     depth = set(cameras) if depth is True else set(depth or ())
     streams = [Stream(joint_states_topic, "joint_state")]
     if object_poses_topic:
         streams.append(Stream(object_poses_topic, "poses"))
-    for cam in cameras:
-        streams.append(Stream(f"/camera/{cam}/image_raw", "image", cam))
+    for cam in list(cameras) + sorted(depth - set(cameras)):  # a camera only in `depth`: no colour image
+        if cam in cameras:
+            streams.append(Stream(f"/camera/{cam}/image_raw", "image", cam))
         if cam in depth:
             streams.append(Stream(f"/camera/{cam}/depth/image_raw", "depth", cam))
         streams.append(Stream(f"/camera/{cam}/camera_info", "camera_info", cam))
@@ -311,14 +351,9 @@ class Decoder:
         return {f"{stream.name}_rgb": np.ascontiguousarray(image)}
 
     def _depth(self, stream, msg):
-        image = self._image_array(stream, msg)
-        if msg.encoding == "32FC1":
-            depth = image[..., 0].astype(np.float32)
-        elif msg.encoding == "16UC1":
-            depth = image[..., 0].astype(np.float32) / 1000.0  # millimetres -> metres
-        else:
+        if msg.encoding not in DEPTH_SCALE:
             raise DataError(f"topic {stream.topic}: depth image expected (32FC1 metres or 16UC1 mm), got {msg.encoding}")
-        return {f"{stream.name}_depth": depth}
+        return {f"{stream.name}_depth": depth_in_metres(self._image_array(stream, msg)[..., 0], msg.encoding)}
 
     def _points(self, stream, msg):
         by_name = {f.name: f for f in msg.fields}
@@ -913,11 +948,19 @@ class Synchronizer:
                 raise EpisodeRefused(f"topic {silent[0]} had no message in the episode (missing topic?)")
             raise EpisodeRefused("no frame had every topic within max_age "
                                  f"{self.config.max_age} s (streams never overlapped)")
-        frames = {key: np.stack(self.columns[key]) for key in self.config.keys}
+        frames = {key: _stack(key, self.columns[key]) for key in self.config.frame_keys}
         reference = {"paced": self.clock.paced, "collisions": self.clock.collisions, "jumps": self.clock.jumps,
                      "late": self.clock.late + sum(lane.late for lane in self.lanes.values())}
         return SyncResult(frames, self.length, self.trimmed_start, trimmed_end, list(self.gaps), counts,
                           list(self.dropped), reference, self.begin_ns, self.before_begin)
+
+
+def _stack(key: str, column: list):
+    """A key's frames as one array; a driver's point clouds (any number of points) stay a list,
+    resampled to the dataset's number of points when the episode is assembled."""
+    if key == "points" and len({p.shape for p in column}) > 1:
+        return list(column)
+    return np.stack(column)
 
 
 def synchronize(config: SyncConfig, messages, msgtypes: dict[str, str], deserialize: Callable) -> SyncResult:
@@ -1072,4 +1115,10 @@ class EpisodeAssembler:
         })
         if intrinsics:
             meta["camera_intrinsics"] = {cam: list(v) for cam, v in sorted(intrinsics.items())}
-        return result.frames, meta
+        frames = add_points(result.frames, intrinsics, self.config)
+        if "points" in frames:
+            c = self.config
+            meta["points"] = {"from": f"{c.points_from_depth}_depth" if c.points_from_depth else "points",
+                              "camera_link": c.camera_link, "camera_pose": list(c.camera_pose),
+                              **PointCloudConfig(num_points=c.num_points).to_dict()}
+        return frames, meta

@@ -16,6 +16,7 @@ seconds) or messages on --reset-topic.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections import deque
@@ -61,6 +62,10 @@ def _foreign_config(info_topics: dict[str, str], args) -> SyncConfig:
     if args.actions == "trajectory" and args.trajectory_topic not in topics:
         raise DataError(f"bag has no {args.trajectory_topic} topic for the actions (topics: {sorted(topics)})")
     action_topic = args.action_topic if args.actions == "commands" else ""
+    cloud_camera = args.points_from_depth
+    keep_depth = cloud_camera in depth
+    if cloud_camera and not keep_depth:
+        depth = [*depth, cloud_camera]
     streams = standard_streams(args.joint_states_topic, action_topic, cameras, depth,
                                present(args.object_poses_topic), present(args.reward_topic),
                                present(args.success_topic), present(args.points_topic or ""))
@@ -68,7 +73,26 @@ def _foreign_config(info_topics: dict[str, str], args) -> SyncConfig:
         streams += (Stream(args.trajectory_topic, "trajectory", mode="in_force"),)
     joint_names = tuple(args.joint_names or load_robot(args.robot).joint_names)
     return SyncConfig(args.rate_hz, args.max_age, joint_names, streams, args.on_gap,
-                      not args.receive_time, args.ee_pose, args.robot, args.max_gap)
+                      not args.receive_time, args.ee_pose, args.robot, args.max_gap,
+                      points_from_depth=cloud_camera, camera_link=args.camera_link,
+                      camera_pose=tuple(args.camera_pose or ()), num_points=args.num_points, keep_depth=keep_depth)
+
+
+def _with_points(config: SyncConfig, args) -> SyncConfig:
+    """A recorder's settings (a bag with markers) with from-bag's --points-from-depth applied."""
+    cam = args.points_from_depth
+    if not cam or cam == config.points_from_depth:
+        return config
+    streams = list(config.streams)
+    kinds = {s.kind for s in streams if s.name == cam}
+    keep_depth = "depth" in kinds
+    if not keep_depth:
+        streams.append(Stream(f"/camera/{cam}/depth/image_raw", "depth", cam))
+    if "camera_info" not in kinds:
+        streams.append(Stream(f"/camera/{cam}/camera_info", "camera_info", cam))
+    return dataclasses.replace(config, streams=tuple(streams), points_from_depth=cam, camera_link=args.camera_link,
+                               camera_pose=tuple(args.camera_pose or ()), num_points=args.num_points,
+                               keep_depth=keep_depth)
 
 
 def _check_topics(bag_path, config: SyncConfig, topics: dict[str, str]) -> None:
@@ -184,7 +208,7 @@ def convert_bag(bag_path, dataset_path, args=None, log=_say) -> dict:
         # (camera_info sent before an episode still gives its intrinsics).
         starts = [e for e in read_events(reader) if e.get("event") == "start"]
         if starts:
-            config = SyncConfig.from_dict(starts[0]["sync"])
+            config = _with_points(SyncConfig.from_dict(starts[0]["sync"]), args)
             _check_topics(bag_path, config, topics)
             assembler = EpisodeAssembler(config, topics, reader.deserialize)
         for topic, t, raw, publish in reader.records():
@@ -195,7 +219,7 @@ def convert_bag(bag_path, dataset_path, args=None, log=_say) -> dict:
             event = json.loads(reader.deserialize(raw, "std_msgs/msg/String", topic).data)
             kind = event.get("event")
             if kind == "start":
-                config = SyncConfig.from_dict(event["sync"])
+                config = _with_points(SyncConfig.from_dict(event["sync"]), args)
                 if assembler.config != config:  # settings changed within the bag
                     _check_topics(bag_path, config, topics)
                     previous = assembler
@@ -423,7 +447,14 @@ def _from_bag_arguments(p) -> None:
     g.add_argument("--object-poses-topic", default="/task/object_poses")
     g.add_argument("--reward-topic", default="/task/reward")
     g.add_argument("--success-topic", default="/task/success")
-    g.add_argument("--points-topic", default="")
+    g.add_argument("--points-topic", default="", help="sensor_msgs/PointCloud2 (any frame, any size): resampled "
+                   "to --num-points in the base frame")
+    g.add_argument("--points-from-depth", default="", metavar="CAM",
+                   help="make the policy's points from /camera/CAM/depth/image_raw + camera_info")
+    g.add_argument("--camera-link", default="", help="URDF link of that camera's optical frame (a wrist camera)")
+    g.add_argument("--camera-pose", type=float, nargs=7, default=(), metavar=("X", "Y", "Z", "QX", "QY", "QZ", "QW"),
+                   help="or the optical frame's pose in the base frame (a camera outside the URDF)")
+    g.add_argument("--num-points", type=int, default=512)
     g.add_argument("--receive-time", action="store_true", help="align on bag receive times, not header stamps")
     g.add_argument("--reset-topic", default="",
                    help="each message on this topic (e.g. /sim/episode_start) ends an episode and starts the next")

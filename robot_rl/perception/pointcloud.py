@@ -13,7 +13,6 @@ import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
-import open3d as o3d
 
 from robot_rl.perception.depth import PinholeCamera, back_project, depth_in_metres
 
@@ -50,6 +49,8 @@ def crop(points: np.ndarray, lo=WORKSPACE_MIN, hi=WORKSPACE_MAX) -> np.ndarray:
 
 def downsample(points: np.ndarray, num_points: int, voxel_size: float = 0.005) -> np.ndarray:
     """Voxel grid then farthest-point sampling to exactly `num_points` (repeats if too few)."""
+    import open3d as o3d  # here: a second to import, and only the cloud makers need it
+
     if len(points) == 0:
         return np.zeros((num_points, points.shape[1]), np.float32)
     cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points[:, :3].astype(np.float64)))

@@ -33,7 +33,7 @@ from robot_rl.perception.depth import DepthImage, PinholeCamera
 from robot_rl.policies.loading import with_deployment
 from robot_rl.policies.steering import CANDIDATE_NOISE_SCALE
 from robot_rl.runtime.arm import ArmConfig, ArmInterface
-from robot_rl.runtime.camera_cloud import CameraCloud, check_camera_placement
+from robot_rl.perception.camera_cloud import CameraCloud, check_camera_placement
 from robot_rl.runtime.chunk_executor import ChunkExecutor
 from robot_rl.runtime.control_ticks import ControlTicks
 from robot_rl.runtime.episode_start import EpisodeStart
