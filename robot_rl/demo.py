@@ -7,9 +7,11 @@
 3. a low-dim diffusion policy trained on that dataset for a few minutes on the CPU;
 4. sim + diffusion_policy node (`robot-rl bringup sim_diffusion`, lock-step): the trained policy
    drives the arm over DDS; its success rate, next to the library rollout on the same seeds;
-5. V-GPS: mixed-quality episodes of the task (`robot-rl collect --quality expert=0.3,poor=0.7`), an
-   IQL critic trained on them (`robot-rl train value --algo iql`), then sim + diffusion_policy
-   (N candidate chunks per observation) + value_steering (`robot-rl bringup sim_steering`,
+5. V-GPS: mixed-quality episodes of the task (`robot-rl collect --quality expert=0.3,poor=0.7`), a
+   generalist diffusion policy trained on all of them (failures included: `--all-episodes`), an
+   IQL critic trained on the same data (`robot-rl train value --algo iql`); the generalist alone
+   (sim_diffusion, at the deployment noise its training chose), then sim + diffusion_policy (N
+   candidate chunks per observation) + value_steering (`robot-rl bringup sim_steering`,
    lock-step): the critic picks the chunk the arm executes, on stage 4's seeds;
 6. ResFiT: a residual policy learned by off-policy RL on top of the stage-3 policy in the library
    sim (`robot-rl train residual`, stage 2's demos relabelled by the base), then sim +
@@ -17,9 +19,10 @@
    (`robot-rl bringup sim_residual`, lock-step) on stage 4's seeds.
 
 Each stage prints what it does as it goes, and the demo ends with one summary table, one line per
-comparison (base vs steered, base vs base + residual: success rates on the same seeds) and one
-JSON line. Stages 5 and 6 compare with stage 4's run through ROS; without stage 4 in the same
-invocation they run the base through sim_diffusion on those seeds first. Everything lands under
+comparison (generalist vs steered generalist, base vs base + residual: success rates on the same
+seeds, each policy at its best plain deployment) and one JSON line. Stage 6 compares with stage
+4's run through ROS; without stage 4 in the same invocation it runs the base through
+sim_diffusion on those seeds first. Everything lands under
 --out-dir (runs/demo).
 """
 from __future__ import annotations
@@ -39,6 +42,7 @@ TASKS = ("reach", "push", "lift")
 STAGES = (1, 2, 3, 4, 5, 6)
 MIXTURE = "expert=0.3,poor=0.7"  # stage 5: the mixed-quality data an offline critic needs
 DEPLOY_EPISODES = 20  # stage 3: validation episodes per deployment setting (noise 1, 0.5, 0)
+GENERALIST_DEPLOY_EPISODES = 10  # stage 5: the same for the generalist (the demo's time)
 
 
 def parse_args(argv=None):
@@ -51,6 +55,8 @@ def parse_args(argv=None):
     p.add_argument("--eval-episodes", type=int, default=20, help="policy episodes through ROS (and in-library)")
     p.add_argument("--mixed-episodes", type=int, default=100,
                    help=f"stage 5: mixed-quality episodes ({MIXTURE}) the critic is trained on")
+    p.add_argument("--generalist-steps", type=int, default=2000,
+                   help="stage 5: gradient steps of the generalist diffusion policy on the mixed-quality data")
     p.add_argument("--value-steps", type=int, default=2000, help="stage 5: gradient steps of the IQL critic")
     p.add_argument("--num-samples", type=int, default=16, help="stage 5: candidate chunks the critic chooses from")
     p.add_argument("--residual-steps", type=int, default=3000,
@@ -134,6 +140,7 @@ def main(argv=None) -> int:
     demo_task, max_steps = args.demo_task, SPECS[args.demo_task].max_steps
     dataset, ckpt = out / f"{demo_task}_demos", out / f"{demo_task}_diffusion"
     mixed, value_dir = out / f"{demo_task}_mixed", out / f"{demo_task}_value"
+    generalist_dir = out / f"{demo_task}_generalist"
     residual_dir = out / f"{demo_task}_residual"
     seeds = range(args.seed + 50_000, args.seed + 50_000 + args.eval_episodes)  # stages 4-6: the same episodes
     results: dict = {}
@@ -194,14 +201,13 @@ def main(argv=None) -> int:
             say(f"library rollout: success {results['policy_library']['success_rate']:.2f}")
             results["policy_ros"] = run_policy_graph("sim_diffusion",
                                                      {"checkpoint": best, "diffusion_policy.request_lead": 0})
-        if (5 in args.stages or 6 in args.stages) and "policy_ros" not in results:
+        if 6 in args.stages and "policy_ros" not in results:
             best = _checkpoint_in(ckpt)
-            say(f"the base for stages 5-6: stage 4 is not in this run, so {best} through sim_diffusion "
+            say(f"the base for stage 6: stage 4 is not in this run, so {best} through sim_diffusion "
                 "on its seeds first")
             results["policy_ros"] = run_policy_graph("sim_diffusion",
                                                      {"checkpoint": best, "diffusion_policy.request_lead": 0})
         if 5 in args.stages:
-            best = _checkpoint_in(ckpt)
             say(f"stage 5 (V-GPS): {args.mixed_episodes} mixed-quality {demo_task} episodes ({MIXTURE}) from the "
                 f"scripted experts -> {mixed}")
             shutil.rmtree(mixed, ignore_errors=True)  # collect appends: start from an empty dataset
@@ -212,14 +218,24 @@ def main(argv=None) -> int:
             labels = EpisodeDataset.open(mixed).success
             results["mixed_data"] = {"episodes": len(labels), "successes": int(sum(labels)),
                                      "success_rate": float(sum(labels)) / max(len(labels), 1), "wall_s": wall}
+            say(f"a generalist diffusion policy on all of {mixed} (failures too) for {args.generalist_steps} steps, "
+                f"its deployment noise chosen on {GENERALIST_DEPLOY_EPISODES} validation episodes per setting")
+            results["generalist_training"] = {"wall_s": cli(
+                "train", "diffusion", "--dataset", mixed, "--all-episodes", "--out", generalist_dir,
+                "--num-steps", args.generalist_steps, "--batch-size", 64, "--lr", "1e-3", "--torch-threads", 1,
+                "--eval-every", args.generalist_steps, "--eval-episodes", GENERALIST_DEPLOY_EPISODES)}
+            generalist = _checkpoint_in(generalist_dir)
             say(f"an IQL critic on {mixed} for {args.value_steps} steps -> {value_dir / 'checkpoint'}")
             results["critic_training"] = {"wall_s": cli(
                 "train", "value", "--dataset", mixed, "--algo", "iql", "--out", value_dir,
                 "--num-steps", args.value_steps, "--eval-every", args.value_steps)}
-            say(f"sim + diffusion_policy ({args.num_samples} candidate chunks per observation on /policy/candidates) "
-                f"+ value_steering (the critic picks the chunk the arm executes), stage 4's seeds")
+            say(f"the generalist alone ({generalist}) through sim_diffusion, stage 4's seeds")
+            results["generalist_ros"] = run_policy_graph("sim_diffusion", {"checkpoint": generalist,
+                                                                           "diffusion_policy.request_lead": 0})
+            say(f"sim + diffusion_policy (the generalist: {args.num_samples} candidate chunks per observation on "
+                f"/policy/candidates) + value_steering (the critic picks the chunk the arm executes), same seeds")
             results["steered_ros"] = run_policy_graph(
-                "sim_steering", {"checkpoint": best, "num_samples": args.num_samples,
+                "sim_steering", {"checkpoint": generalist, "num_samples": args.num_samples,
                                  "value_checkpoint": (value_dir / "checkpoint").resolve()})
         if 6 in args.stages:
             best = _checkpoint_in(ckpt)
@@ -256,8 +272,9 @@ def _summary(results: dict, out: Path, wall: float) -> None:
         success = f"{r['success_rate']:.2f}" if "success_rate" in r else "-"
         print(f"{key:<38} {success:>7}   {r.get('episodes', '-'):>8}   {r.get('wall_s', '-')}")
     print(f"videos: {', '.join(str(p) for p in sorted(out.glob('*.mp4')))}; total {wall / 60:.1f} min")
-    base = results.get("policy_ros")
-    for key, what in (("steered_ros", "base vs steered (V-GPS)"), ("residual_ros", "base vs base + residual (ResFiT)")):
+    for base_key, key, what in (("generalist_ros", "steered_ros", "generalist vs steered (V-GPS)"),
+                                ("policy_ros", "residual_ros", "base vs base + residual (ResFiT)")):
+        base = results.get(base_key)
         if base is not None and key in results:
             r = results[key]
             print(f"{what + ':':<34} success {base['success_rate']:.2f} -> {r['success_rate']:.2f} "

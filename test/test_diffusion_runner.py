@@ -120,10 +120,15 @@ def optical_pose(env, camera: str) -> tuple[float, ...]:
     return (*m[:3, 3], q[1], q[2], q[3], q[0])
 
 
-def test_a_depth_camera_drives_the_policy_like_the_library_rollout(points_checkpoint, torch_one_thread):
+def test_a_depth_camera_drives_the_policy_like_the_library_rollout(points_checkpoint, torch_one_thread, caplog):
     """points_source depth: the simulator's depth images (32FC1) + CameraInfo + the camera's pose
     give the same clouds, so the same commands, as the library rollout; no /task/object_poses.
-    A camera that repeats its last frame (same stamp) or stops: the tick waits, then the node holds."""
+    A camera that repeats its last frame (same stamp) or stops: the tick waits, then the node holds.
+    The checkpoint records how its clouds were made; a camera of another resolution is told once."""
+    import json
+
+    from robot_rl.perception.pointcloud import CLOUD_FILE
+
     from robot_rl.perception.depth import DepthImage, PinholeCamera
     from robot_rl.policies.diffusion.model import DiffusionPolicy
     from robot_rl.policies.loading import with_deployment
@@ -137,6 +142,13 @@ def test_a_depth_camera_drives_the_policy_like_the_library_rollout(points_checkp
     policy = with_deployment(DiffusionPolicy.from_checkpoint(points_checkpoint), points_checkpoint, noise_scale=0.0)
     policy.reset(0)
     lo, hi = env.robot.lower, env.robot.upper
+    record = json.loads((points_checkpoint / CLOUD_FILE).read_text())
+    assert record["from"] == "front_depth" and record["image_size"] == list(POINTS_IMAGE_SIZE)
+    assert record["num_points"] == runner.model.policy.config.obs_shapes["points"][0]
+    w, h = POINTS_IMAGE_SIZE
+    with caplog.at_level("WARNING", logger="diffusion_runner_test"):
+        runner.camera_info("/camera/front/camera_info", 0.0, PinholeCamera(50.0, 50.0, w - 0.5, h - 0.5, 2 * w, 2 * h))
+    assert f"trained on clouds from {w}x{h}" in caplog.text
     runner.camera_info("/camera/front/camera_info", 0.0, PinholeCamera(*env.camera_intrinsics("front")))
     try:
         for k in range(8):

@@ -25,6 +25,7 @@ def train_tiny(root, outs, task="reach", episodes=4, steps=(150, 30), points=Fal
     from robot_rl.policies.diffusion.config import DiffusionConfig
     from robot_rl.policies.diffusion.model import DiffusionPolicy
     from robot_rl.policies.diffusion.normalizer import Normalizer
+    from robot_rl.train.diffusion import cloud_files
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # 2 OpenMP threads on 2 busy cores are 10-50x slower, not faster
@@ -48,7 +49,7 @@ def train_tiny(root, outs, task="reach", episodes=4, steps=(150, 30), points=Fal
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-            policy.save_checkpoint(out)
+            policy.save_checkpoint(out, cloud_files(ds, config, range(ds.num_episodes)))
     finally:
         torch.set_num_threads(threads)
     return outs

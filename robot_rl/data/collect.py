@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from robot_rl.data.dataset import EpisodeDataset
 from robot_rl.errors import ConfigError
+from robot_rl.perception.pointcloud import PointCloudConfig
 from robot_rl.sim.env import ArmEnv
 from robot_rl.sim.experts import ScriptedExpert, quality_value
 from robot_rl.sim.rollout import run_episode
@@ -46,6 +47,8 @@ def collect(task: str, out, num_episodes: int, quality: str = "expert", seed: in
     dataset = EpisodeDataset.open_or_create(out, {"joint_names": list(env.joint_names),
                                                   "rate_hz": 1.0 / env.control_dt}, env.robot)
     intrinsics = {cam: list(env.camera_intrinsics(cam)) for cam in cameras}
+    cloud_record = {"from": f"{cameras[0]}_depth" if cameras else "", "image_size": list(image_size),
+                    **PointCloudConfig(num_points=env.num_points).to_dict()} if points else None
     experts = {name: ScriptedExpert(task, name if not name.replace(".", "", 1).isdigit() else float(name),
                                     robot=env.robot) for name, _ in mixture}
     bar = tqdm(enumerate(plan), total=len(plan), desc=f"collect {task}", disable=not progress)
@@ -57,6 +60,8 @@ def collect(task: str, out, num_episodes: int, quality: str = "expert", seed: in
                 "source": {"kind": "scripted_expert", "quality": name}}
         if intrinsics:
             meta["camera_intrinsics"] = intrinsics
+        if points:
+            meta["points"] = cloud_record
         dataset.append_episode(result.frames, meta)
         successes += result.success
         bar.set_postfix(success=f"{successes / (i + 1):.2f}")

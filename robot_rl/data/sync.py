@@ -1120,5 +1120,6 @@ class EpisodeAssembler:
             c = self.config
             meta["points"] = {"from": f"{c.points_from_depth}_depth" if c.points_from_depth else "points",
                               "camera_link": c.camera_link, "camera_pose": list(c.camera_pose),
+                              "image_size": list(intrinsics[c.points_from_depth][4:6]) if c.points_from_depth else [],
                               **PointCloudConfig(num_points=c.num_points).to_dict()}
         return frames, meta

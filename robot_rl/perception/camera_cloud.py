@@ -10,12 +10,15 @@ checkpoint's number of points is used as it is (the simulator publishes the poli
 """
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 
-from robot_rl.errors import ConfigError
+from robot_rl.errors import ConfigError, DataError
 from robot_rl.perception.depth import PinholeCamera
 from robot_rl.perception.extrinsics import LinkPose, pose_matrix
-from robot_rl.perception.pointcloud import PointCloudConfig, cloud_from_depth, cloud_from_points
+from robot_rl.perception.pointcloud import CLOUD_FILE, PointCloudConfig, cloud_from_depth, cloud_from_points
 
 POINTS_SOURCES = ("points", "depth")
 
@@ -31,12 +34,27 @@ def check_camera_placement(points_source: str, camera_link: str, camera_pose) ->
         raise ConfigError("points_source depth needs where the camera is: camera_link or camera_pose")
 
 
+def read_cloud_record(checkpoint) -> dict | None:
+    """How a point-cloud checkpoint's training clouds were made (CLOUD_FILE), or None (not recorded)."""
+    path = Path(checkpoint) / CLOUD_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: not a JSON cloud record ({e}); retrain, or delete it to use the defaults") from None
+
+
 class CameraCloud:
     def __init__(self, robot, points_shape, points_source: str = "points", camera_link: str = "", camera_pose=(),
-                 cloud: PointCloudConfig | None = None):
+                 record: dict | None = None):
+        """`record`: the checkpoint's cloud record (crop, voxel, N, the training camera's image size)."""
         check_camera_placement(points_source, camera_link, camera_pose)
         self.num_points, self.channels = int(points_shape[0]), int(points_shape[1])
-        self.cloud = cloud or PointCloudConfig(num_points=self.num_points)
+        self.cloud = PointCloudConfig.from_dict(record) if record else PointCloudConfig(num_points=self.num_points)
+        if self.cloud.num_points != self.num_points:
+            raise ConfigError(f"the cloud record says {self.cloud.num_points} points, the policy reads {self.num_points}")
+        self.trained_image_size = tuple((record or {}).get("image_size") or ())
         self.pose = pose_matrix(camera_pose[:3], camera_pose[3:]) if camera_pose else None
         self.link = LinkPose(robot, camera_link) if camera_link else None
 
@@ -54,6 +72,15 @@ class CameraCloud:
         if base_from_camera is None and len(points) == self.num_points:
             return points
         return self._channels(cloud_from_points(points, base_from_camera, self.cloud))
+
+    def image_size_note(self, camera: PinholeCamera) -> str | None:
+        """A depth camera of another resolution than training's: denser or sparser clouds (the
+        voxel grid and the sampling to N points even most of it out)."""
+        if self.trained_image_size and (camera.width, camera.height) != self.trained_image_size:
+            w, h = self.trained_image_size
+            return (f"depth images are {camera.width}x{camera.height}, the policy was trained on clouds from "
+                    f"{w}x{h}; the clouds' density differs (set the camera to {w}x{h} where it can)")
+        return None
 
     def from_depth(self, depth: np.ndarray, encoding: str, camera: PinholeCamera,
                    joint_positions: dict[str, float] | None = None) -> np.ndarray:

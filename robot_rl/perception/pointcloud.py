@@ -21,9 +21,13 @@ WORKSPACE_MIN = (0.15, -0.45, 0.0015)  # just above the table top: the table is 
 WORKSPACE_MAX = (0.85, 0.45, 0.6)
 
 
+CLOUD_FILE = "cloud.json"  # in a point-cloud checkpoint: how its training clouds were made
+
+
 @dataclass(frozen=True)
 class PointCloudConfig:
-    """How a cloud is made; a point-cloud checkpoint records it, so deployment makes the same."""
+    """How a cloud is made. A dataset's episodes record it (meta "points"), a checkpoint trained
+    on them records it (CLOUD_FILE), and the node makes its clouds with the same."""
     num_points: int = 512
     voxel_size: float = 0.005  # metres
     workspace_min: tuple[float, float, float] = WORKSPACE_MIN
@@ -31,6 +35,16 @@ class PointCloudConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, record: dict) -> PointCloudConfig:
+        """From a record that may hold more (the camera's placement, image size): those are left."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: v for k, v in record.items() if k in fields}
+        for k in ("workspace_min", "workspace_max"):
+            if k in kw:
+                kw[k] = tuple(float(v) for v in kw[k])
+        return cls(**kw)
 
 
 def transform(points: np.ndarray, base_from_frame: np.ndarray) -> np.ndarray:

@@ -33,7 +33,7 @@ from robot_rl.perception.depth import DepthImage, PinholeCamera
 from robot_rl.policies.loading import with_deployment
 from robot_rl.policies.steering import CANDIDATE_NOISE_SCALE
 from robot_rl.runtime.arm import ArmConfig, ArmInterface
-from robot_rl.perception.camera_cloud import CameraCloud, check_camera_placement
+from robot_rl.perception.camera_cloud import CameraCloud, check_camera_placement, read_cloud_record
 from robot_rl.runtime.chunk_executor import ChunkExecutor
 from robot_rl.runtime.control_ticks import ControlTicks
 from robot_rl.runtime.episode_start import EpisodeStart
@@ -202,7 +202,8 @@ class DiffusionRunner:
             if c.points_source == "depth" and pc.points_use_rgb:
                 raise ConfigError(f"{path} reads point colours; points_source depth gives xyz only (use a "
                                   "coloured PointCloud2, points_source points)")
-            camera = CameraCloud(arm.robot, pc.obs_shapes["points"], c.points_source, c.camera_link, c.camera_pose)
+            camera = CameraCloud(arm.robot, pc.obs_shapes["points"], c.points_source, c.camera_link, c.camera_pose,
+                                 read_cloud_record(path))
             if c.points_source == "depth":
                 cam = f"/camera/{c.points_camera}"
                 topics = tuple(t for t in topics if t != topic_for("points", c.points_camera))
@@ -299,6 +300,10 @@ class DiffusionRunner:
 
     def camera_info(self, topic: str, stamp: float, camera: PinholeCamera) -> None:
         self._camera_info = camera
+        model = self.model
+        note = model.camera.image_size_note(camera) if model is not None and model.camera is not None else None
+        if note:
+            self.warn_once("camera_size", f"{topic}: {note}")
 
     def _camera_cloud(self, topic: str, stamp: float, make) -> None:
         model, joints = self.model, self._joints

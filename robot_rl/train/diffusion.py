@@ -25,6 +25,7 @@ from diffusers.optimization import get_scheduler
 from tqdm import tqdm
 
 from robot_rl.errors import ConfigError, DataError
+from robot_rl.perception.pointcloud import CLOUD_FILE
 from robot_rl.policies.diffusion.config import DiffusionConfig, is_rgb_key
 from robot_rl.policies.diffusion.ema import EMA
 from robot_rl.policies.diffusion.model import DiffusionPolicy
@@ -73,6 +74,13 @@ def sim_evaluator(task: str, num_episodes: int = 50, first_seed: int = 1_000_000
 
     seeds = list(range(first_seed, first_seed + num_episodes))
     return lambda policy: evaluate(task, policy, seeds, env_kwargs=env_kwargs or {}, progress=False)
+
+
+def cloud_files(dataset, cfg: DiffusionConfig, episodes) -> dict[str, bytes] | None:
+    """The checkpoint's record of how its training clouds were made (the episodes' meta "points":
+    crop, voxel, N, the camera's image size), for the node to make its own the same way."""
+    record = dataset.episode_meta(episodes[0]).get("points") if cfg.points_keys and len(episodes) else None
+    return {CLOUD_FILE: json.dumps(record, indent=2).encode()} if record else None
 
 
 def select_episodes(dataset, tc: DiffusionTrainConfig) -> tuple[list[int], list[int]]:
@@ -152,6 +160,8 @@ def train_diffusion(tc: DiffusionTrainConfig, dataset, evaluate: EvalFn | None =
     score_src = val_windows or windows
     score_batch = score_src[np.sort(rng.choice(len(score_src), min(tc.eval_windows, len(score_src)), replace=False))]
 
+    extras = cloud_files(dataset, cfg, train_eps)
+
     # --- model, optimiser, schedule, EMA ------------------------------------------------------------
     policy = init or DiffusionPolicy(cfg, normalizer_from_stats(stats, cfg), robot=dataset.robot).to(tc.device)
     policy.train()
@@ -180,8 +190,8 @@ def train_diffusion(tc: DiffusionTrainConfig, dataset, evaluate: EvalFn | None =
         metric = row["success_rate"] if evaluate is not None else -row[next(k for k in row if k.endswith("action_mse"))]
         if step > 0 and metric >= best["metric"]:  # ties go to the later, longer-averaged weights
             best = {"metric": metric, "step": step, "success_rate": row.get("success_rate")}
-            model.save_checkpoint(out / "best")
-        model.save_checkpoint(out / "last")
+            model.save_checkpoint(out / "best", extras)
+        model.save_checkpoint(out / "last", extras)
         write_curves(out, rows, [out / "best", out / "last"])
         if progress:
             bar.write(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
@@ -325,6 +335,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--down-dims", type=int, nargs="+", default=list(d.down_dims))
     parser.add_argument("--pointnet-dims", type=int, nargs="+", default=list(d.pointnet_dims),
                         help="point-cloud encoder widths (--obs points)")
+    parser.add_argument("--rgb-widths", type=int, nargs="+", default=list(d.rgb_widths),
+                        help=f"RGB ResNet stage widths (--obs rgb), multiples of {d.rgb_group_size}")
     parser.add_argument("--deploy-noise-scales", type=float, nargs="*", default=list(t.deploy_noise_scales),
                         help="after training, evaluate the best checkpoint at these DDIM noise scales and keep "
                              "the best as its default (none: keep the trained 1)")
@@ -366,7 +378,8 @@ def run(args) -> int:
         raise DataError(f"{args.dataset}: no key(s) {missing} (keys: {', '.join(dataset.keys)})")
     policy = DiffusionConfig(obs_keys=keys, obs_shapes={k: tuple(dataset.keys[k]["shape"]) for k in keys},
                              action_dim=int(dataset.keys["action"]["shape"][0]), down_dims=tuple(args.down_dims),
-                             pointnet_dims=tuple(args.pointnet_dims), num_inference_steps=args.num_inference_steps,
+                             pointnet_dims=tuple(args.pointnet_dims), rgb_widths=tuple(args.rgb_widths),
+                             num_inference_steps=args.num_inference_steps,
                              **({} if args.lr is None else {"lr": args.lr}))
     tc = DiffusionTrainConfig(dataset=args.dataset, out=args.out, num_steps=args.num_steps,
                               batch_size=args.batch_size, max_episodes=args.max_episodes,
