@@ -40,7 +40,7 @@ from pathlib import Path
 
 TASKS = ("reach", "push", "lift")
 STAGES = (1, 2, 3, 4, 5, 6)
-MIXTURE = "expert=0.3,poor=0.7"  # stage 5: the mixed-quality data an offline critic needs
+MIXTURE = "expert=0.6,poor=0.4"  # stage 5: mixed-quality data for the generalist and its critic
 DEPLOY_EPISODES = 20  # stage 3: validation episodes per deployment setting (noise 1, 0.5, 0)
 GENERALIST_DEPLOY_EPISODES = 10  # stage 5: the same for the generalist (the demo's time)
 
