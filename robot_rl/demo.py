@@ -7,7 +7,7 @@
 3. a low-dim diffusion policy trained on that dataset for a few minutes on the CPU;
 4. sim + diffusion_policy node (`robot-rl bringup sim_diffusion`, lock-step): the trained policy
    drives the arm over DDS; its success rate, next to the library rollout on the same seeds;
-5. V-GPS: mixed-quality episodes of the task (`robot-rl collect --quality expert=0.3,poor=0.7`), a
+5. V-GPS: mixed-quality episodes of the task (`robot-rl collect --quality expert=0.6,poor=0.4`), a
    generalist diffusion policy trained on all of them (failures included: `--all-episodes`), an
    IQL critic trained on the same data (`robot-rl train value --algo iql`); the generalist alone
    (sim_diffusion, at the deployment noise its training chose), then sim + diffusion_policy (N

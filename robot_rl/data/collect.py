@@ -47,8 +47,8 @@ def collect(task: str, out, num_episodes: int, quality: str = "expert", seed: in
     dataset = EpisodeDataset.open_or_create(out, {"joint_names": list(env.joint_names),
                                                   "rate_hz": 1.0 / env.control_dt}, env.robot)
     intrinsics = {cam: list(env.camera_intrinsics(cam)) for cam in cameras}
-    cloud_record = {"from": f"{cameras[0]}_depth" if cameras else "", "image_size": list(image_size),
-                    **PointCloudConfig(num_points=env.num_points).to_dict()} if points else None
+    cloud_record = PointCloudConfig(num_points=env.num_points).record(
+        f"{cameras[0]}_depth" if cameras else "", image_size) if points else None
     experts = {name: ScriptedExpert(task, name if not name.replace(".", "", 1).isdigit() else float(name),
                                     robot=env.robot) for name, _ in mixture}
     bar = tqdm(enumerate(plan), total=len(plan), desc=f"collect {task}", disable=not progress)

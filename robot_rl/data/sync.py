@@ -1118,8 +1118,7 @@ class EpisodeAssembler:
         frames = add_points(result.frames, intrinsics, self.config)
         if "points" in frames:
             c = self.config
-            meta["points"] = {"from": f"{c.points_from_depth}_depth" if c.points_from_depth else "points",
-                              "camera_link": c.camera_link, "camera_pose": list(c.camera_pose),
-                              "image_size": list(intrinsics[c.points_from_depth][4:6]) if c.points_from_depth else [],
-                              **PointCloudConfig(num_points=c.num_points).to_dict()}
+            meta["points"] = PointCloudConfig(num_points=c.num_points).record(
+                f"{c.points_from_depth}_depth" if c.points_from_depth else "points",
+                intrinsics[c.points_from_depth][4:6] if c.points_from_depth else (), c.camera_link, c.camera_pose)
         return frames, meta

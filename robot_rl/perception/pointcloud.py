@@ -36,6 +36,12 @@ class PointCloudConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def record(self, source: str, image_size=(), camera_link: str = "", camera_pose=()) -> dict:
+        """How a dataset's clouds were made (episode meta "points", then a checkpoint's CLOUD_FILE):
+        this config, the depth key or topic they came from, that camera's image size and placement."""
+        return {"from": source, "camera_link": camera_link, "camera_pose": list(camera_pose),
+                "image_size": list(image_size), **self.to_dict()}
+
     @classmethod
     def from_dict(cls, record: dict) -> PointCloudConfig:
         """From a record that may hold more (the camera's placement, image size): those are left."""
