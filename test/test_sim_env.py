@@ -69,3 +69,20 @@ def test_cameras_depth_and_points():
     fx, fy, cx, cy, w, h = env.camera_intrinsics("front")
     assert (w, h) == (64, 48) and fx == fy and (cx, cy) == (31.5, 23.5)
     env.close()
+
+
+
+@pytest.mark.parametrize("task", ["push", "reach"])
+def test_the_goal_marker_is_seen_by_the_cameras(task):
+    """A camera-based policy must see where to go: the goal marker is in the RGB image and in the
+    point cloud above the table crop (the URDF compiler once dropped it as a visual-only geom)."""
+    env = ArmEnv(task, cameras=("front",), image_size=(128, 128), points=True)
+    for seed in (0, 1, 2):
+        obs, _ = env.reset(seed=seed)
+        goal = obs["object_poses"][-1, :3]
+        near = np.linalg.norm(obs["points"][:, :3] - goal, axis=1) < 0.05
+        assert near.sum() >= 20, f"seed {seed}: {near.sum()} of the cloud's points on the goal"
+        rgb = obs["front_rgb"].astype(int)
+        green = (rgb[..., 1] > rgb[..., 0] + 60) & (rgb[..., 1] > rgb[..., 2] + 60)
+        assert green.sum() >= 10, f"seed {seed}: {green.sum()} green pixels"
+    env.close()

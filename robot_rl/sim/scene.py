@@ -27,6 +27,9 @@ CUBE_HALF = 0.02
 TABLE_TOP = 0.0
 CAMERA_NAMES = ("front", "wrist")
 ARM_COLLISION, WORLD_COLLISION, ALL_COLLISION = 2, 1, 3
+# Markers collide with nothing, yet are not contype=conaffinity=0: the URDF compiler's discardvisual
+# would drop them, and no camera would see the goal.
+MARKER_COLLISION = 4
 
 
 def look_at_quat(eye, target, up=(0.0, 0.0, 1.0)) -> np.ndarray:
@@ -120,11 +123,13 @@ def build_model(robot: RobotModel, with_cube: bool, goal_kind: str, image_size=(
     if goal_kind != "none":
         goal = world.add_body(name="goal", mocap=True, pos=[0.5, 0.2, 0.2])
         if goal_kind == "sphere":
-            goal.add_geom(type=mujoco.mjtGeom.mjGEOM_SPHERE, size=[0.02, 0, 0], contype=0,
-                          conaffinity=0, rgba=[0.1, 0.8, 0.2, 0.6])
+            goal.add_geom(type=mujoco.mjtGeom.mjGEOM_SPHERE, size=[0.02, 0, 0], contype=MARKER_COLLISION,
+                          conaffinity=0, rgba=[0.1, 0.8, 0.2, 1.0])
         else:
-            goal.add_geom(type=mujoco.mjtGeom.mjGEOM_CYLINDER, size=[0.05, 0.001, 0], contype=0,
-                          conaffinity=0, rgba=[0.1, 0.8, 0.2, 0.6])
+            # Opaque and 6 mm tall: a translucent or paper-thin disc stays under the table crop of
+            # the depth image (perception/pointcloud.py), and a point-cloud policy would not see it.
+            goal.add_geom(type=mujoco.mjtGeom.mjGEOM_CYLINDER, size=[0.05, 0.003, 0], pos=[0, 0, 0.002],
+                          contype=MARKER_COLLISION, conaffinity=0, rgba=[0.1, 0.8, 0.2, 1.0])
     return spec.compile()
 
 
