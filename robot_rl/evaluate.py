@@ -14,14 +14,19 @@ from robot_rl.cli_checks import at_least, output_file
 from robot_rl.sim.rollout import evaluate
 
 
-def env_kwargs_for_policy(policy) -> dict:
-    """Simulator arguments that give a policy every observation it reads (cameras, points)."""
+def env_kwargs_for_policy(policy, spec: str = "") -> dict:
+    """Simulator arguments that give a policy every observation it reads (cameras, points); a
+    point-cloud checkpoint folder `spec` also gives its depth camera's resolution (cloud.json)."""
     config = getattr(policy, "config", None)
     if config is None or not hasattr(config, "rgb_keys"):
         return {}
+    from pathlib import Path
+
+    from robot_rl.perception.camera_cloud import read_cloud_record
     from robot_rl.train.diffusion import env_kwargs_for
 
-    return env_kwargs_for(config)
+    cloud = read_cloud_record(spec) if spec and config.points_keys and Path(spec).is_dir() else None
+    return env_kwargs_for(config, cloud)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -73,12 +78,13 @@ def run(args: argparse.Namespace) -> int:
     settings.update({k: v for k, v in given.items() if v is not None})
     base = with_deployment(load_policy(args.policy, robot=args.robot), args.policy, **settings)
     robot = load_robot(args.robot) if args.robot else (policy_robot(base) or policy_robot(residual) or load_robot())
-    env = ArmEnv(args.task, robot=robot, **env_kwargs_for_policy(base))
+    env = ArmEnv(args.task, robot=robot, **env_kwargs_for_policy(base, args.policy))
     shapes = {k: tuple(v.shape) for k, v in env.observation_space.spaces.items()}
     check_policy(base, robot, shapes, f"--policy {args.policy}", f"task {args.task} on robot {robot.name!r}")
     if residual is not None:
         check_policy(residual, robot, shapes, f"--residual {args.residual}", f"task {args.task} on robot {robot.name!r}")
-        check_residual_observation(residual, env.reset(seed=args.seed)[0], f"--residual {args.residual}", f"task {args.task}")
+        check_residual_observation(residual, env.reset(seed=args.seed)[0], f"--residual {args.residual}", f"task {args.task}",
+                                   base)
     config = getattr(base, "config", None)
     results = {"task": args.task, "episodes": args.num_episodes, "seed": args.seed,
                "action_horizon": getattr(config, "action_horizon", None),

@@ -295,3 +295,54 @@ def test_base_factory_builds_fresh_bases_with_the_requested_noise_scale(tmp_path
     assert base_factory(str(tmp_path / "ckpt"))().config.noise_scale == 1.0
     with pytest.raises(ConfigError, match="noise_scale"):
         base_factory("expert:lift", 0.0)()
+
+
+def test_a_residual_on_a_point_cloud_base_reads_what_the_base_sees(tmp_path):
+    """No object poses: the residual's state is the joints, the base's chunk and the base's frozen
+    point-cloud features (base_view), made the same in training, in the demos' relabelling and in
+    deployment; `robot-rl eval --residual` runs it on the base's camera and refuses a blind base."""
+    import json
+
+    from robot_rl.cli import main
+    from robot_rl.errors import ConfigError
+    from robot_rl.policies import base_view
+    from robot_rl.policies.diffusion.model import DiffusionPolicy
+    from robot_rl.policies.fit import check_residual_observation
+    from robot_rl.train.residual import ResidualTrainConfig, train
+    from robot_rl.data.dataset import EpisodeDataset
+    from tiny_policy import POINTS_IMAGE_SIZE, train_tiny
+
+    base_dir, = train_tiny(tmp_path, [tmp_path / "base"], points=True, steps=(20,))
+    base = DiffusionPolicy.from_checkpoint(base_dir)
+    env = ArmEnv("reach", cameras=("front",), image_size=POINTS_IMAGE_SIZE, points=True)
+    obs, _ = env.reset(seed=0)
+    features = base.scene_features(obs)
+    assert features.shape == (16,) and np.isfinite(features).all()  # points_feature_dim of the tiny base
+    np.testing.assert_array_equal(features, base.scene_features(obs))  # frozen and deterministic
+    moved = dict(obs, points=obs["points"] + np.float32(0.05))
+    assert not np.allclose(features, base.scene_features(moved))  # it sees the cloud
+
+    keys = ("joint_pos", "joint_vel", base_view.KEY, "chunk_end", "chunk_left")
+    algo = ResidualConfig(obs_keys=keys, actor_hidden=16, critic_hidden=16, num_critics=2, batch_size=16,
+                          warmup_steps=20, critic_warmup_updates=5, bc_weight=0.5)
+    tc = ResidualTrainConfig(task="reach", total_env_steps=40, eval_every=40, eval_episodes=1,
+                             out=str(tmp_path / "run"), base=str(base_dir), algo=algo)
+    demos = EpisodeDataset.open(tmp_path / "demos")  # the base's own demos: points, no poses read
+    summary = train(tc, lambda: DiffusionPolicy.from_checkpoint(base_dir), demos, progress=False)
+    assert summary["curve"][-1]["updates"] == 2 * (40 - 20)
+    policy = ResidualPolicy.from_checkpoint(tmp_path / "run" / "checkpoint", base=base)
+    assert policy.actor.norm.obs_mean.numel() == 8 + 8 + 16 + 8 + 1  # joints, velocities, features, chunk
+    obs, _ = env.reset(seed=1)
+    policy.reset(seed=1)
+    lo, hi = joint_limits()
+    for _ in range(3):
+        action = policy.act(obs)
+        assert np.all(action >= lo) and np.all(action <= hi)
+        obs, *_ = env.step(action)
+    with pytest.raises(ConfigError, match="base_features"):
+        check_residual_observation(policy, ArmEnv("reach").reset(seed=0)[0], "--residual R",
+                                   base=ScriptedExpert("reach"))
+    out = tmp_path / "eval.json"
+    assert main(["eval", "--task", "reach", "--policy", str(base_dir), "--residual", str(tmp_path / "run" / "checkpoint"),
+                 "--num-episodes", "1", "--out", str(out)]) == 0
+    assert [r["variant"] for r in json.loads(out.read_text())["rows"]] == ["base", "base + residual"]

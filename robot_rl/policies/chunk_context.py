@@ -16,6 +16,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from robot_rl.policies import base_view
+
 KEYS = ("chunk_end", "chunk_left")
 
 
@@ -37,6 +39,7 @@ def from_policy(policy, action) -> dict[str, np.ndarray]:
 
 
 def act_with_context(policy, obs: Mapping) -> tuple[np.ndarray, dict]:
-    """The base's action for `obs`, and `obs` with its chunk context added (for features.py)."""
+    """The base's action for `obs`, and `obs` with what running the base adds (for features.py):
+    its chunk context, and for a base with cameras what it sees (base_view.KEY)."""
     action = np.asarray(policy.act(obs), np.float32)
-    return action, {**obs, **from_policy(policy, action)}
+    return action, {**obs, **from_policy(policy, action), **base_view.of(policy, obs)}

@@ -10,13 +10,16 @@ to turn into one themselves:
 - `chunk_end_rel`: every object's position relative to where the base's current chunk ends, and
   `chunk_left`, the share of that chunk still to run: within a chunk the base is open-loop, and
   these say where it is committed to go (policies/chunk_context.py; whoever runs the base adds
-  their source keys to the observation).
+  their source keys to the observation);
+- `base_features`: what a perception base's frozen encoder sees in the cameras, for a residual
+  or critic without object poses (policies/base_view.py; also added by whoever runs the base).
 """
 from __future__ import annotations
 
 import numpy as np
 
 from robot_rl.errors import ConfigError
+from robot_rl.policies import base_view
 from robot_rl.policies.chunk_context import KEYS as CHUNK_KEYS
 from robot_rl.robot import load_robot
 from robot_rl.robot.kinematics import tcp_positions
@@ -69,10 +72,14 @@ def source_keys(keys) -> tuple[str, ...]:
     return tuple(out)
 
 
+# Source keys that come from running the base, not from a recording or a topic.
+BASE_KEYS = (*CHUNK_KEYS, base_view.KEY)
+
+
 def recorded_keys(keys) -> tuple[str, ...]:
-    """The source keys of `keys` that a recording holds: all but the base's chunk context, which
-    comes from running the base (chunk_context.KEYS)."""
-    return tuple(k for k in source_keys(keys) if k not in CHUNK_KEYS)
+    """The source keys of `keys` that a recording holds: all but what running the base gives
+    (BASE_KEYS: its chunk context and what it sees)."""
+    return tuple(k for k in source_keys(keys) if k not in BASE_KEYS)
 
 
 def _feature(obs: dict, key: str, base, robot) -> np.ndarray:

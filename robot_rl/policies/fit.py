@@ -67,16 +67,24 @@ def check_policy(policy, robot: RobotModel, shapes: Mapping[str, tuple], what: s
     check_observations(policy, shapes, what, source)
 
 
-def check_residual_observation(residual, obs: Mapping, what: str, source: str = "the environment") -> None:
-    """A residual's state vector, built from `obs` (one observation), must have the size its actor
-    was trained on (a lift residual on push has other object poses)."""
+def check_residual_observation(residual, obs: Mapping, what: str, source: str = "the environment",
+                               base=None) -> None:
+    """A residual's state vector, built from `obs` (one observation) and what `base` sees in it,
+    must have the size its actor was trained on (a lift residual on push has other object poses;
+    one learned on a point-cloud base reads that base's features)."""
     import numpy as np
 
+    from robot_rl.policies import base_view
     from robot_rl.policies.features import source_keys, state_vector
     from robot_rl.policies.residual.space import space_for
 
     cfg = residual.cfg
     sample = {**obs, "chunk_end": np.asarray(obs["joint_pos"], np.float32), "chunk_left": np.float32(0.0)}
+    if base_view.KEY in source_keys(cfg.obs_keys):
+        if not base_view.sees(base):
+            raise ConfigError(f"{what} reads {base_view.KEY!r}, what its base sees in its cameras; the base given "
+                              "has no cameras (pass the point-cloud or RGB base it learned on)")
+        sample.update(base_view.of(base, obs))
     missing = [k for k in source_keys(cfg.obs_keys) if k not in sample]
     if missing:
         raise ConfigError(f"{what} reads {missing}, which {source} does not provide (it has {sorted(obs)})")

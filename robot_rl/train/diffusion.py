@@ -302,8 +302,10 @@ def obs_keys_for(preset: str, dataset_keys) -> tuple[str, ...]:
     return keys
 
 
-def env_kwargs_for(cfg: DiffusionConfig) -> dict:
-    """ArmEnv arguments that produce every observation key the policy reads."""
+def env_kwargs_for(cfg: DiffusionConfig, cloud: dict | None = None) -> dict:
+    """ArmEnv arguments that produce every observation key the policy reads; `cloud`, the
+    record of how its training clouds were made (CLOUD_FILE), gives a points-only policy the
+    depth camera's resolution it was trained with."""
     cams = [k[: -len("_rgb")] for k in cfg.rgb_keys]
     kwargs: dict = {}
     if cams:
@@ -312,6 +314,8 @@ def env_kwargs_for(cfg: DiffusionConfig) -> dict:
     if cfg.points_keys:
         kwargs.update(points=True, num_points=cfg.obs_shapes[cfg.points_keys[0]][0],
                       cameras=tuple(kwargs.get("cameras", ())) or ("front",))
+        if not cams and (cloud or {}).get("image_size"):
+            kwargs["image_size"] = tuple(int(v) for v in cloud["image_size"])
     return kwargs
 
 
@@ -394,7 +398,8 @@ def run(args) -> int:
         task = args.task or (dataset.episode_meta(0).get("task") if dataset.num_episodes else None)
         if not task:
             raise DataError(f"{args.dataset}: episodes carry no task; pass --task or --eval-episodes 0")
-        env_kwargs = env_kwargs_for(config_for_dataset(dataset, policy))
+        cloud = dataset.episode_meta(0).get("points") if dataset.num_episodes else None
+        env_kwargs = env_kwargs_for(config_for_dataset(dataset, policy), cloud)
         if dataset.robot is not None:
             env_kwargs["robot"] = dataset.robot
         evaluate = sim_evaluator(task, args.eval_episodes, env_kwargs=env_kwargs)

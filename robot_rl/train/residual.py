@@ -17,6 +17,7 @@ import torch
 from tqdm import tqdm
 
 from robot_rl.data.replay import NStepWriter
+from robot_rl.evaluate import env_kwargs_for_policy
 from robot_rl.policies.chunk_context import act_with_context
 from robot_rl.policies.features import feature_columns, state_vector
 from robot_rl.policies.residual.config import ResidualConfig
@@ -52,8 +53,10 @@ def train(tc: ResidualTrainConfig, make_base, demos=None, progress: bool = True)
     torch.set_num_threads(tc.torch_threads)
     cfg, out = tc.algo, Path(tc.out)
     out.mkdir(parents=True, exist_ok=True)
-    env = ArmEnv(tc.task, robot=cfg.robot)
     base, eval_base = make_base(), make_base()
+    # the base's cameras (a perception base): the residual reads what it sees (policies/base_view.py)
+    env_kwargs = {"robot": cfg.robot, **env_kwargs_for_policy(base, tc.base)}
+    env = ArmEnv(tc.task, **env_kwargs)
     obs, _ = env.reset(seed=tc.seed)
     base.reset(seed=tc.seed)
     base_action, obs = act_with_context(base, obs)
@@ -72,7 +75,7 @@ def train(tc: ResidualTrainConfig, make_base, demos=None, progress: bool = True)
 
     def run_eval(step: int) -> None:
         learner.actor.eval()
-        result = evaluate(tc.task, eval_policy, eval_seeds, progress=False, env_kwargs={"robot": cfg.robot})
+        result = evaluate(tc.task, eval_policy, eval_seeds, progress=False, env_kwargs=env_kwargs)
         learner.actor.train()
         train_success = float(np.mean(explored)) if explored else float("nan")
         rows.append({"env_steps": step, "wall_s": round(time.perf_counter() - start, 1),

@@ -73,8 +73,9 @@ def add_algo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--obs-keys", nargs="+", default=list(ResidualConfig.obs_keys),
                         help="observation keys of actor and critic; derived ones: object_rel (objects relative "
                              "to the TCP), target_rel (objects relative to where the base action sends the TCP), "
-                             "chunk_end_rel (objects relative to where the base's current chunk ends) and "
-                             "chunk_left (the share of that chunk still to run)")
+                             "chunk_end_rel (objects relative to where the base's current chunk ends), "
+                             "chunk_left (the share of that chunk still to run) and base_features (what a "
+                             "point-cloud or RGB base's frozen encoder sees: a residual without object poses)")
     for name, help_text in KNOBS.items():
         default = getattr(ResidualConfig, name)
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default, help=help_text)

@@ -176,10 +176,11 @@ class DiffusionPolicy(nn.Module):
         self._steps.clear()
 
     # --- observations ------------------------------------------------------------------------------
-    def normalize_obs(self, obs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """{key: (B, To, ...)} raw -> normalized on this module's device (images to CHW [0, 1])."""
+    def normalize_obs(self, obs: Mapping[str, torch.Tensor], keys=None) -> dict[str, torch.Tensor]:
+        """{key: (B, To, ...)} raw -> normalized on this module's device (images to CHW [0, 1]);
+        `keys`: these of the policy's observation keys only."""
         device, out = self.device, {}
-        for key in self.config.obs_keys:
+        for key in self.config.obs_keys if keys is None else keys:
             x = torch.as_tensor(obs[key], device=device)
             if is_rgb_key(key):
                 out[key] = Normalizer.normalize_image(x)
@@ -190,6 +191,27 @@ class DiffusionPolicy(nn.Module):
     def encode_obs(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Raw {key: (B, To, ...)} -> conditioning (B, global_cond_dim)."""
         return self.obs_encoder(self.normalize_obs(obs))
+
+    @torch.inference_mode()
+    def scene_features(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
+        """What the encoder makes of one observation's cameras (its rgb and points keys), flat
+        float32: the `base_features` of a residual or critic on this base (policies/base_view.py).
+        Evaluation mode throughout (centre crop), so a frame always gives the same features."""
+        keys = (*self.config.rgb_keys, *self.config.points_keys)
+        if not keys:
+            raise ConfigError("this policy reads no camera: it has no scene features")
+        try:
+            nobs = self.normalize_obs({k: torch.as_tensor(np.asarray(obs[k]))[None, None] for k in keys}, keys)
+        except KeyError as e:
+            raise ConfigError(f"observation has no {e.args[0]!r}; the base's scene features read {list(keys)}") from None
+        encoder, training = self.obs_encoder, self.obs_encoder.training
+        encoder.eval()
+        try:
+            parts = [encoder.rgb[k](nobs[k][:, 0]) for k in self.config.rgb_keys]
+            parts += [encoder.points[k](nobs[k][:, 0, :, : encoder.points_channels]) for k in self.config.points_keys]
+        finally:
+            encoder.train(training)
+        return torch.cat(parts, -1)[0].float().cpu().numpy()
 
     # --- training ----------------------------------------------------------------------------------
     def compute_loss(self, batch) -> torch.Tensor:

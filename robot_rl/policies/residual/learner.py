@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 from robot_rl.data.replay import NStepWriter, ReplayBuffer, sample_symmetric
-from robot_rl.policies.chunk_context import KEYS as CHUNK_KEYS, act_with_context
-from robot_rl.policies.features import recorded_keys, state_matrix
+from robot_rl.policies.chunk_context import act_with_context
+from robot_rl.policies.features import BASE_KEYS, recorded_keys, state_matrix
 from robot_rl.policies.hlgauss import HLGauss
 from robot_rl.policies.residual.config import ResidualConfig
 from robot_rl.policies.residual.model import ResidualActor, ResidualCritic
@@ -93,9 +93,10 @@ class Learner:
 
 
 def label_demos(dataset, base, obs_keys) -> list[dict]:
-    """Every demonstration with what the base does at each of its steps: its action (`base`) and
-    chunk context (chunk_context.KEYS), running the base from each episode's start. Keeps the
-    keys the residual's state is made of, the action, reward and success."""
+    """Every demonstration with what the base does at each of its steps: its action (`base`),
+    chunk context and, for a base with cameras, what it sees (features.BASE_KEYS), running the
+    base from each episode's start. Keeps the keys the residual's state is made of, the action,
+    reward and success."""
     keep = [*recorded_keys(obs_keys), "action", "reward", "success"]
     labelled = []
     for i in range(dataset.num_episodes):
@@ -104,7 +105,7 @@ def label_demos(dataset, base, obs_keys) -> list[dict]:
         steps = [act_with_context(base, {k: ep[k][t] for k in ep}) for t in range(len(ep["action"]))]
         out = {k: ep[k] for k in dict.fromkeys(keep)}
         out["base"] = np.stack([a for a, _ in steps])
-        out.update({k: np.stack([o[k] for _, o in steps]) for k in CHUNK_KEYS})
+        out.update({k: np.stack([o[k] for _, o in steps]) for k in BASE_KEYS if k in steps[0][1]})
         labelled.append(out)
     return labelled
 
