@@ -104,6 +104,12 @@ def run(args: argparse.Namespace) -> int:
         from robot_rl.policies.steering import SteeredPolicy
 
         check_policy(value, robot, shapes, f"--value {args.value}")
+        from robot_rl.errors import ConfigError
+        from robot_rl.policies import base_view
+
+        if base_view.KEY in value.cfg.obs_keys and not base_view.sees(base):
+            raise ConfigError(f"--value {args.value} reads {base_view.KEY}, what the generalist sees in its cameras; "
+                              f"--policy {args.policy} has none (steer the point-cloud or RGB generalist it learned on)")
         for n in args.num_samples:
             for beta in args.beta:
                 record(f"steered N={n} beta={beta:g}", SteeredPolicy(base, value, n, beta), num_samples=n, beta=beta)

@@ -71,3 +71,47 @@ def test_value_function_scores_a_batch_and_round_trips(tmp_path):
     assert scores.shape == (5,) and np.isfinite(scores).all()
     loaded = ValueFunction.from_checkpoint(vf.save(tmp_path / "ckpt"))
     np.testing.assert_allclose(loaded.score(obs, chunks), scores, rtol=1e-6)
+
+
+def test_a_critic_on_a_point_cloud_generalist_reads_what_it_sees(tmp_path, capsys):
+    """No object poses: `train value --base G --obs-keys joint_pos base_features --no-task-space`
+    learns on the generalist's frozen point-cloud features of each recorded frame (the same as
+    scene_features of one frame), and steering that generalist scores its candidates with them;
+    a blind generalist is refused."""
+    import json
+
+    from robot_rl.cli import main
+    from robot_rl.data.dataset import EpisodeDataset
+    from robot_rl.policies import base_view
+    from robot_rl.policies.diffusion.model import DiffusionPolicy
+    from robot_rl.policies.steering import SteeredPolicy
+    from robot_rl.sim.env import ArmEnv
+    from tiny_policy import POINTS_IMAGE_SIZE, train_tiny
+
+    base_dir = train_tiny(tmp_path, [tmp_path / "base"], points=True, steps=(20,))[0]
+    base = DiffusionPolicy.from_checkpoint(base_dir)
+    ep = EpisodeDataset.open(tmp_path / "demos").load_episode(0)
+    batch = base_view.of_episode(base, ep, batch=3)
+    assert batch.shape == (len(ep["points"]), 16)
+    np.testing.assert_allclose(batch[-1], base.scene_features({"points": ep["points"][-1]}), atol=1e-5)
+
+    out = tmp_path / "value"
+    flags = ["train", "value", "--dataset", str(tmp_path / "demos"), "--out", str(out), "--num-steps", "20",
+             "--eval-every", "10", "--hidden", "16", "--batch-size", "8", "--chunk", "4", "--no-task-space",
+             "--obs-keys", "joint_pos", base_view.KEY]
+    assert main(flags) == 2 and "pass --base" in capsys.readouterr().err
+    assert main(flags + ["--base", str(base_dir)]) == 0
+    value = ValueFunction.from_checkpoint(out / "checkpoint")
+    assert value.norm.obs_min.numel() == 8 + 16
+    assert json.loads((out / "checkpoint" / "config.json").read_text())["base"] == str(base_dir)
+
+    env = ArmEnv("reach", cameras=("front",), image_size=POINTS_IMAGE_SIZE, points=True)
+    obs, _ = env.reset(seed=0)
+    steered = SteeredPolicy(base, value, num_samples=4)
+    steered.reset(seed=0)
+    assert np.isfinite(steered.act(obs)).all() and steered.fallbacks == 0
+    assert np.isfinite(value.score({**obs, **base_view.of(base, obs)}, np.zeros((4, 4, 8), np.float32))).all()
+    capsys.readouterr()
+    assert main(["eval", "--task", "reach", "--policy", "expert:reach", "--value", str(out / "checkpoint"),
+                 "--num-episodes", "1"]) == 2
+    assert f"reads {base_view.KEY}" in capsys.readouterr().err

@@ -25,3 +25,11 @@ def sees(policy) -> bool:
 def of(policy, obs: Mapping) -> dict[str, np.ndarray]:
     """{KEY: the base's scene features of `obs`}, or {} for a base without cameras."""
     return {KEY: policy.scene_features(obs)} if sees(policy) else {}
+
+
+def of_episode(policy, episode: Mapping, batch: int = 256) -> np.ndarray:
+    """The base's scene features of every frame of a recorded episode {key: (T, ...)}: (T, F)."""
+    keys = (*policy.config.rgb_keys, *policy.config.points_keys)
+    steps = len(episode[keys[0]])
+    return np.concatenate([policy.scene_features({k: episode[k][i: i + batch] for k in keys})
+                           for i in range(0, steps, batch)])

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from robot_rl.policies import base_view
+
 
 @dataclass
 class Selection:
@@ -64,7 +66,10 @@ class SteeredPolicy:
         history = self.generalist.observe(obs)
         if not self.queue:
             chunks = self.generalist.sample_executable(history, self.num_samples, noise_scale=self.noise_scale)  # (N, Ta, A)
-            scores = self.value_fn.score(obs, chunks) if self.value_fn is not None else None
+            scores = None
+            if self.value_fn is not None:  # a critic on a perception base reads what the generalist sees
+                seen = base_view.of(self.generalist, obs) if base_view.KEY in self.value_fn.cfg.obs_keys else {}
+                scores = self.value_fn.score({**obs, **seen}, chunks)
             choice = select_candidate(scores, self.beta, self.rng)
             self.fallbacks += choice.fallback
             self.queue.extend(chunks[choice.index])

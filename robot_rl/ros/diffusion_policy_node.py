@@ -73,22 +73,20 @@ import json
 import sys
 
 import numpy as np
-from geometry_msgs.msg import PoseArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import JumpThreshold
 from rclpy.duration import Duration
 from rclpy.parameter import Parameter
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from sensor_msgs.msg import CameraInfo, Image, JointState, PointCloud2
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray, Header, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
-from robot_rl.errors import DataError
-from robot_rl.perception.depth import DepthImage, PinholeCamera
 from robot_rl.ros import msgs
 from robot_rl.ros.base_node import BaseNode
 from robot_rl.ros.candidates import candidates_to_msg
+from robot_rl.ros.observation_topics import subscribe_observation
 from robot_rl.ros.params import config_fields, declare_config
 from robot_rl.ros.spin import run_node
 from robot_rl.runtime.diffusion_runner import DiffusionPolicyConfig, DiffusionRunner, LoadedPolicy, Outputs, topic_for
@@ -98,37 +96,6 @@ __all__ = ["DiffusionPolicyConfig", "DiffusionPolicyNode", "topic_for", "main"]
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 COMMANDS = "/forward_position_controller/commands"
-
-
-def _rgb_from_msg(msg: Image) -> np.ndarray:
-    image = msgs.image_from_msg(msg)
-    return image[..., ::-1].copy() if msg.encoding == "bgr8" else image
-
-
-def _depth_image(msg: Image) -> DepthImage:
-    return DepthImage(msgs.image_from_msg(msg), msg.encoding)
-
-
-# topic kind -> (message type, converter, QoS)
-_SOURCES = {
-    "poses": (PoseArray, msgs.poses_from_msg, RELIABLE),
-    "rgb": (Image, _rgb_from_msg, qos_profile_sensor_data),
-    "depth": (Image, msgs.image_from_msg, qos_profile_sensor_data),
-    "points": (PointCloud2, msgs.points_from_msg, qos_profile_sensor_data),
-    "camera_info": (CameraInfo, lambda m: PinholeCamera.from_k(m.k, m.width, m.height), qos_profile_sensor_data),
-}
-
-
-def _kind(topic: str) -> str:
-    if topic == "/task/object_poses":
-        return "poses"
-    if topic.endswith("/depth/image_raw"):
-        return "depth"
-    if topic.endswith("/camera_info"):
-        return "camera_info"
-    if topic.endswith("/image_raw"):
-        return "rgb"
-    return "points"
 
 
 class DiffusionPolicyNode(BaseNode):
@@ -181,18 +148,7 @@ class DiffusionPolicyNode(BaseNode):
         self.runner.install(model)
 
     def _subscribe(self, topic: str):
-        """An observation topic, converted and handed to the runner method that takes it."""
-        c = self.config
-        kind = _kind(topic)
-        msg_type, convert, qos = _SOURCES[kind]
-        deliver = self.runner.observation
-        if kind == "camera_info":
-            deliver = self.runner.camera_info
-        elif kind == "points":
-            deliver = self.runner.camera_points
-        elif c.points_source == "depth" and topic == f"/camera/{c.points_camera}/depth/image_raw":
-            convert, deliver = _depth_image, self.runner.camera_depth
-        return self.create_subscription(msg_type, topic, lambda m: self._on_observation(topic, m, convert, deliver), qos)
+        return subscribe_observation(self, topic, self.runner, self.config)
 
     def _on_set_parameters(self, params) -> SetParametersResult:
         for p in params:
@@ -231,14 +187,6 @@ class DiffusionPolicyNode(BaseNode):
     # ------------------------------------------------------------------ callbacks
     def _on_joints(self, msg: JointState) -> None:
         self.runner.joint_state(msg.name, msg.position, msg.velocity, msgs.from_time(msg.header.stamp))
-
-    def _on_observation(self, topic: str, msg, convert, deliver) -> None:
-        try:
-            value = convert(msg)
-        except DataError as e:
-            self._error_every(topic, f"{topic}: {e}; ignoring the message")
-            return
-        deliver(topic, msgs.from_time(msg.header.stamp), value)
 
     def _publish_chunk(self, names, stamp: float, windows: np.ndarray) -> None:
         dt = self.config.control_dt

@@ -15,7 +15,10 @@ name, commands go out in the controller's order, a residual of another robot is 
 Ticks. One per /joint_states message due every `control_dt` (every sim message, a subsample of
 a faster joint_state_broadcaster). The observation is the residual's `obs_keys`: joint_pos /
 joint_vel from /joint_states (by name), ee_pos / ee_quat from forward kinematics, object_poses
-from /task/object_poses within `sync_tolerance` of the joint states; derived keys (object_rel,
+from /task/object_poses within `sync_tolerance` of the joint states, base_features (a residual on a
+point-cloud or RGB base, without object poses) from the frozen encoder of `base_checkpoint` on that
+base's camera topics (points_camera, points_source, camera_link / camera_pose as the
+diffusion_policy node reads them: runtime/camera_feed.py); derived keys (object_rel,
 target_rel: policies/features.py) from those and the tick's base action, and chunk_end_rel /
 chunk_left from where that action sits in its chunk (policies/chunk_context.py; the chunk's last
 `chunk_lead` actions only bridge the base's next inference). The base action for the
@@ -52,6 +55,7 @@ from trajectory_msgs.msg import JointTrajectory
 from robot_rl.errors import DataError
 from robot_rl.ros import msgs
 from robot_rl.ros.base_node import BaseNode
+from robot_rl.ros.observation_topics import subscribe_observation
 from robot_rl.ros.params import declare_config
 from robot_rl.ros.spin import run_node
 from robot_rl.runtime.residual_runner import ResidualPolicyConfig, ResidualRunner, chunk_on_grid
@@ -78,6 +82,8 @@ class ResidualPolicyNode(BaseNode):
         self.create_subscription(Bool, "/task/success", lambda m: self.runner.success(m.data), RELIABLE)
         if self.runner.needs_poses:
             self.create_subscription(PoseArray, "/task/object_poses", self._on_poses, RELIABLE)
+        for topic in self.runner.camera_topics:  # a perception base's cameras: base_features
+            subscribe_observation(self, topic, self.runner, c)
         self.create_subscription(JointTrajectory, "/policy/action_chunk", self._on_chunk, RELIABLE)
         self.create_subscription(JointState, "/joint_states", self._on_joints, RELIABLE)
         self.create_timer(c.max_age / 2, self.runner.watchdog)

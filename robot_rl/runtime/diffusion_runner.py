@@ -29,23 +29,21 @@ from typing import Callable
 import numpy as np
 
 from robot_rl.errors import ConfigError, DataError, RobotRLError
-from robot_rl.perception.depth import DepthImage, PinholeCamera
 from robot_rl.policies.loading import with_deployment
 from robot_rl.policies.steering import CANDIDATE_NOISE_SCALE
 from robot_rl.runtime.arm import ArmConfig, ArmInterface
-from robot_rl.perception.camera_cloud import CameraCloud, check_camera_placement, read_cloud_record
+from robot_rl.runtime.camera_feed import CameraCallbacks, CameraConfig, CameraFeed, topic_for
 from robot_rl.runtime.chunk_executor import ChunkExecutor
 from robot_rl.runtime.control_ticks import ControlTicks
 from robot_rl.runtime.episode_start import EpisodeStart
 from robot_rl.runtime.observations import LatestMessages, Missing
 from robot_rl.runtime.logs import WarnOnce
 
-JOINT_KEYS = ("joint_pos", "joint_vel", "ee_pos", "ee_quat")  # all from /joint_states
 STATUS_PERIOD = 1.0  # s (wall) between status messages while running
 
 
 @dataclass
-class DiffusionPolicyConfig(ArmConfig):
+class DiffusionPolicyConfig(ArmConfig, CameraConfig):
     checkpoint: str = field(default="", metadata={"help": "diffusion checkpoint folder; settable at runtime (hot reload); empty: hold until one is set"})
     device: str = field(default="cpu", metadata={"help": "torch device for inference: cpu, cuda, cuda:1"})
     control_dt: float = field(default=0.1, metadata={"help": "control period (s of observation time); the policy's training rate"})
@@ -56,10 +54,6 @@ class DiffusionPolicyConfig(ArmConfig):
     request_lead: int = field(default=1, metadata={"help": "extra actions per chunk that cover the next chunk's inference (ticks)"})
     max_age: float = field(default=0.5, metadata={"help": "hold when an observation is older than this (s)"})
     sync_tolerance: float = field(default=0.02, metadata={"help": "messages stamped within this (s) of the joint states are one observation"})
-    points_camera: str = field(default="front", metadata={"help": "the points key reads /camera/<points_camera>/points"})
-    points_source: str = field(default="points", metadata={"help": "points: a PointCloud2 on /camera/<points_camera>/points; depth: its depth/image_raw (32FC1 m or 16UC1 mm) + camera_info, back-projected"})
-    camera_link: str = field(default="", metadata={"help": "URDF link of the points camera's optical frame (its pose follows the joint states)"})
-    camera_pose: tuple[float, ...] = field(default=(), metadata={"help": "x y z qx qy qz qw of the points camera's optical frame in the base frame (a camera outside the URDF); neither: clouds are in the base frame"})
     seed: int = field(default=0, metadata={"help": "noise seed; the i-th reset uses seed + i"})
     publish_commands: bool = field(default=True, metadata={"help": "false: command nothing (a steering or residual node does): num_samples 1 publishes /policy/action_chunk, > 1 /policy/candidates only"})
 
@@ -72,27 +66,10 @@ class DiffusionPolicyConfig(ArmConfig):
             raise ConfigError(f"sync_tolerance must be >= 0, got {self.sync_tolerance}")
         if self.num_samples < 1:
             raise ConfigError(f"num_samples must be >= 1, got {self.num_samples}")
-        check_camera_placement(self.points_source, self.camera_link, self.camera_pose)
+        self.check_cameras()
         for name in ("num_inference_steps", "action_horizon", "request_lead"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
-
-
-def topic_for(key: str, points_camera: str = "front") -> str | None:
-    """The topic an observation key is read from, or None when no topic provides it."""
-    if key in JOINT_KEYS:
-        return "/joint_states"
-    if key == "object_poses":
-        return "/task/object_poses"
-    if key.endswith("_rgb"):
-        return f"/camera/{key[:-4]}/image_raw"
-    if key.endswith("_depth"):
-        return f"/camera/{key[:-6]}/depth/image_raw"
-    if key == "points":
-        return f"/camera/{points_camera}/points"
-    if key.endswith("_points"):
-        return f"/camera/{key[:-7]}/points"
-    return None
 
 
 @dataclass
@@ -106,7 +83,7 @@ class LoadedPolicy:
     length: int  # actions kept per chunk: Ta + request_lead, at most what the chunk predicts
     topics: tuple[str, ...]  # observation topics other than /joint_states
     arm: ArmInterface  # the robot, joint mapping and guard this checkpoint drives
-    camera: CameraCloud | None = None  # makes the points key from the camera's messages
+    camera: CameraFeed | None = None  # its camera keys from their topics
 
 
 @dataclass
@@ -130,7 +107,7 @@ class Outputs:
     alive: Callable[[], bool] = lambda: True  # False once the node is shutting down
 
 
-class DiffusionRunner:
+class DiffusionRunner(CameraCallbacks):
     def __init__(self, config: DiffusionPolicyConfig, log, now: Callable[[], float], outputs: Outputs):
         self.config, self.log, self.now, self.out = config, log, now, outputs
         self.warn_once = WarnOnce(log)
@@ -144,7 +121,6 @@ class DiffusionRunner:
         self.model: LoadedPolicy | None = None
         self.chunks: ChunkExecutor | None = None
         self._joints = None  # (stamp, receive time, q, v) in the checkpoint's joint order
-        self._camera_info: PinholeCamera | None = None  # the points camera's latest CameraInfo
         self._latest = LatestMessages(config.max_age, config.sync_tolerance)  # topics besides /joint_states
         self._last_joint_stamp: float | None = None
         self._ticks = ControlTicks(config.control_dt)
@@ -195,20 +171,9 @@ class DiffusionRunner:
             shape = (pc.obs_horizon, *pc.obs_shapes[key])
             history[key] = np.zeros(shape, np.uint8) if key.endswith("_rgb") else np.zeros(shape, np.float32)
         policy.sample_chunks(history, c.num_samples, num_inference_steps=c.num_inference_steps or None)
-        topics = tuple(dict.fromkeys(t for t in (topic_for(k, c.points_camera) for k in pc.obs_keys)
-                                     if t != "/joint_states"))
-        camera = None
-        if "points" in pc.obs_keys:
-            if c.points_source == "depth" and pc.points_use_rgb:
-                raise ConfigError(f"{path} reads point colours; points_source depth gives xyz only (use a "
-                                  "coloured PointCloud2, points_source points)")
-            camera = CameraCloud(arm.robot, pc.obs_shapes["points"], c.points_source, c.camera_link, c.camera_pose,
-                                 read_cloud_record(path))
-            if c.points_source == "depth":
-                cam = f"/camera/{c.points_camera}"
-                topics = tuple(t for t in topics if t != topic_for("points", c.points_camera))
-                topics += (f"{cam}/depth/image_raw", f"{cam}/camera_info")
-        return LoadedPolicy(policy, str(path), ta, start, length, topics, arm, camera)
+        camera = CameraFeed(c, pc.obs_keys, pc.obs_shapes, pc.points_use_rgb, path, arm.robot, joints, self.log)
+        topics = (("/task/object_poses",) if "object_poses" in pc.obs_keys else ()) + camera.topics
+        return LoadedPolicy(policy, str(path), ta, start, length, topics, arm, camera if camera.keys else None)
 
     def install(self, model: LoadedPolicy) -> None:
         """Swap `model` in: a fresh executor and history (the node subscribed to its topics first)."""
@@ -278,48 +243,13 @@ class DiffusionRunner:
             self._latest.put(topic, stamp, value)
             self._maybe_tick_locked()
 
-    # ---------------------------------------------------------------- the points camera
-    def camera_points(self, topic: str, stamp: float, points: np.ndarray) -> None:
-        """A PointCloud2's points (any frame, any size): made into the policy's cloud; a
-        `<cam>_points` key's cloud is taken as published."""
-        model = self.model
-        if model is not None and (model.camera is None or topic != topic_for("points", self.config.points_camera)):
-            self.observation(topic, stamp, points)
-            return
-        self._camera_cloud(topic, stamp, lambda camera, joints: camera.from_points(points, joints))
+    # ---------------------------------------------------------------- cameras: CameraCallbacks
+    def _feed(self) -> CameraFeed | None:
+        return self.model.camera if self.model is not None else None
 
-    def camera_depth(self, topic: str, stamp: float, image: DepthImage) -> None:
-        """The points camera's depth image: back-projected with its latest CameraInfo."""
-        info = self._camera_info
-        if info is None:
-            self.warn_once("camera_info", f"/camera/{self.config.points_camera}/camera_info: no message yet, "
-                           "the depth images wait for it")
-            return
-        self._camera_cloud(topic_for("points", self.config.points_camera), stamp,
-                           lambda camera, joints: camera.from_depth(image.depth, image.encoding, info, joints))
-
-    def camera_info(self, topic: str, stamp: float, camera: PinholeCamera) -> None:
-        self._camera_info = camera
-        model = self.model
-        note = model.camera.image_size_note(camera) if model is not None and model.camera is not None else None
-        if note:
-            self.warn_once("camera_size", f"{topic}: {note}")
-
-    def _camera_cloud(self, topic: str, stamp: float, make) -> None:
-        model, joints = self.model, self._joints
-        if model is None or model.camera is None:
-            return
-        positions = None
-        if model.camera.needs_joints:
-            if joints is None:
-                return  # a wrist camera's pose needs the joint states first
-            positions = dict(zip(model.arm.joints.policy_joints, joints[2]))
-        try:
-            cloud = make(model.camera, positions)  # outside the lock: voxel + FPS take milliseconds
-        except RobotRLError as e:
-            self.log.error(f"{topic}: {e}; ignoring the message", throttle_duration_sec=5.0)
-            return
-        self.observation(topic, stamp, cloud)
+    def _positions(self) -> np.ndarray | None:
+        joints = self._joints
+        return joints[2] if joints is not None else None
 
     def _frame_locked(self, t: float, q: np.ndarray, v: np.ndarray) -> dict | None:
         """The observation for a tick at `t`, or None (wait for a message in sync, or hold)."""

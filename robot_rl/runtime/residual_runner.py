@@ -1,5 +1,6 @@
-"""The residual_policy node's core, without ROS: joint states, object poses and the base's chunks
-in, guarded base + residual commands out (and, learning, transitions to OnlineResidual).
+"""The residual_policy node's core, without ROS: joint states, object poses or a perception base's
+cameras, and the base's chunks in, guarded base + residual commands out (and, learning,
+transitions to OnlineResidual).
 
 The node (robot_rl/ros/residual_policy_node.py, whose docstring states the rules) converts
 messages and publishes; ticks, holding, resets, the base action of each tick (ChunkExecutor) and
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 
 from robot_rl.errors import ConfigError, DataError
-from robot_rl.policies import chunk_context
+from robot_rl.policies import base_view, chunk_context
 from robot_rl.policies.chunk_context import KEYS as CHUNK_KEYS
 from robot_rl.policies.features import feature_columns, source_keys, state_vector
 from robot_rl.policies.residual.config import ResidualConfig
@@ -24,6 +25,7 @@ from robot_rl.policies.residual.online import OnlineResidual
 from robot_rl.policies.residual.space import space_for
 from robot_rl.robot import load_robot
 from robot_rl.runtime.arm import ArmConfig, ArmInterface
+from robot_rl.runtime.camera_feed import CameraCallbacks, CameraConfig, CameraFeed
 from robot_rl.runtime.chunk_executor import ChunkExecutor
 from robot_rl.runtime.control_ticks import ControlTicks
 from robot_rl.runtime.episode_start import EpisodeStart
@@ -35,7 +37,7 @@ OVERRIDES = ("warmup_steps", "critic_warmup_updates", "batch_size", "utd_ratio",
 
 
 @dataclass
-class ResidualPolicyConfig(ArmConfig):
+class ResidualPolicyConfig(ArmConfig, CameraConfig):
     residual_checkpoint: str = field(default="", metadata={"help": "residual checkpoint folder; empty: a zero residual (the base exactly)"})
     control_dt: float = field(default=0.1, metadata={"help": "control period (s of observation time); the base's chunk spacing"})
     max_age: float = field(default=0.5, metadata={"help": "hold when an observation, or a tick's wait for its base action, is older than this (s)"})
@@ -52,7 +54,7 @@ class ResidualPolicyConfig(ArmConfig):
     noise_correlation: float = field(default=-1.0, metadata={"help": "learn: AR(1) correlation of that noise between ticks; -1: the checkpoint's"})
     residual_space: str = field(default="", metadata={"help": "learn without residual_checkpoint: joint or task (held TCP offset); empty: ResidualConfig's default"})
     demo_dataset: str = field(default="", metadata={"help": "learn: demonstrations for the demo buffer (needs base_checkpoint)"})
-    base_checkpoint: str = field(default="", metadata={"help": "the base as a policy, to relabel demo_dataset: a checkpoint folder, expert:<task> or hold"})
+    base_checkpoint: str = field(default="", metadata={"help": "the base as a policy, to relabel demo_dataset (a checkpoint folder, expert:<task> or hold), and the perception base whose frozen encoder gives base_features (read from its camera topics)"})
     chunk_lead: int = field(default=1, metadata={"help": "actions at the end of each base chunk that only bridge its next inference (the diffusion_policy node's request_lead); the chunk features end before them"})
     seed: int = field(default=0, metadata={"help": "seed of the exploration noise and the networks"})
     torch_threads: int = field(default=1, metadata={"help": "torch threads (small MLPs: one is fastest)"})
@@ -68,6 +70,7 @@ class ResidualPolicyConfig(ArmConfig):
             raise ConfigError(f"reward must be success or reward, got {self.reward!r}")
         if self.residual_space and self.residual_checkpoint:
             raise ConfigError("residual_space is the checkpoint's: set it only to learn without residual_checkpoint")
+        self.check_cameras()
 
     def overrides(self) -> dict:
         """The learning knobs set here (not -1), for dataclasses.replace on the ResidualConfig."""
@@ -87,7 +90,7 @@ def chunk_on_grid(times: np.ndarray, actions: np.ndarray, dt: float) -> np.ndarr
     return np.stack([np.interp(grid, times, actions[:, j]) for j in range(actions.shape[1])], 1)
 
 
-class ResidualRunner:
+class ResidualRunner(CameraCallbacks):
     def __init__(self, config: ResidualPolicyConfig, log, now: Callable[[], float],
                  command: Callable[[np.ndarray], None]):
         self.config = c = config
@@ -110,9 +113,11 @@ class ResidualRunner:
         self._sources = source_keys(self.obs_keys)  # what the topics provide (derived keys: features.py)
         self._with_chunk = any(k in CHUNK_KEYS for k in self._sources)  # chunk_end_rel, chunk_left
         self.needs_poses = "object_poses" in self._sources
-        unknown = [k for k in self._sources if k not in OBS_KEYS + CHUNK_KEYS]
+        unknown = [k for k in self._sources if k not in OBS_KEYS + CHUNK_KEYS + (base_view.KEY,)]
         if unknown:
             raise ConfigError(f"{c.residual_checkpoint or 'residual config'}: no topic provides the observation keys {unknown}")
+        self.base_view, self.camera = self._open_base_view() if base_view.KEY in self._sources else (None, None)
+        self.camera_topics = self.camera.topics if self.camera is not None else ()  # for the node to subscribe
         self.online: OnlineResidual | None = None
         self._demos = self._open_demos() if c.learn else None
         if c.learn and (self.policy is not None or self._demos is not None):
@@ -136,6 +141,31 @@ class ResidualRunner:
                           "node the same parameters")
 
     # ------------------------------------------------------------------ set-up
+    def _open_base_view(self):
+        """The perception base whose frozen encoder gives base_features, and its camera feed."""
+        from pathlib import Path
+
+        from robot_rl.policies.diffusion.model import DiffusionPolicy
+
+        c = self.config
+        if not (Path(c.base_checkpoint) / "config.json").is_file():
+            raise ConfigError(f"{c.residual_checkpoint or 'the residual'} reads {base_view.KEY} (what its base sees): "
+                              "set base_checkpoint to that point-cloud or RGB base's checkpoint folder")
+        base = DiffusionPolicy.from_checkpoint(c.base_checkpoint)
+        if not base_view.sees(base):
+            raise ConfigError(f"base_checkpoint {c.base_checkpoint} reads no camera: {base_view.KEY} needs a "
+                              "point-cloud or RGB base")
+        pc = base.config
+        feed = CameraFeed(c, pc.obs_keys, pc.obs_shapes, pc.points_use_rgb, c.base_checkpoint, self.arm.robot,
+                          self.arm.joints.policy_joints, self.log)
+        return base, feed
+
+    def _feed(self) -> CameraFeed | None:  # CameraCallbacks
+        return self.camera
+
+    def _positions(self) -> np.ndarray | None:
+        return self._joints[2] if self._joints is not None else None
+
     def _open_demos(self):
         c = self.config
         if not c.demo_dataset:
@@ -198,7 +228,11 @@ class ResidualRunner:
 
     def poses(self, stamp: float, poses: np.ndarray) -> None:
         """/task/object_poses, (K, 7)."""
-        self._latest.put("/task/object_poses", stamp, poses)
+        self.observation("/task/object_poses", stamp, poses)
+
+    def observation(self, topic: str, stamp: float, value) -> None:
+        """The latest message of an observation topic besides /joint_states (poses, the base's cameras)."""
+        self._latest.put(topic, stamp, value)
         self._maybe_tick()
 
     def joint_state(self, names, position, velocity, stamp: float) -> None:
@@ -240,15 +274,34 @@ class ResidualRunner:
         if "ee_pos" in self._sources or "ee_quat" in self._sources:
             obs["ee_pos"], obs["ee_quat"] = self.arm.ee_pose(q)
         if "object_poses" in self._sources:
-            poses = self._latest.at("/task/object_poses", t)
-            if isinstance(poses, Missing):
-                if poses.kind == "first":
-                    self.warn_once("poses", poses.reason)
-                elif poses.kind == "stale":
-                    self._hold(poses.reason)  # "pending": this tick's poses may still be on their way
+            poses = self._synced("/task/object_poses", t)
+            if poses is None:
                 return None
             obs["object_poses"] = poses.astype(np.float32)
+        if self.base_view is not None:  # what the base sees, through its frozen encoder
+            frame = {}
+            for key, topic in self.camera.key_topics().items():
+                frame[key] = self._synced(topic, t)
+                if frame[key] is None:
+                    return None
+                shape = tuple(self.base_view.config.obs_shapes[key])
+                if np.shape(frame[key]) != shape:
+                    self.warn_once(f"shape:{key}", f"{topic} gives {key} of shape {np.shape(frame[key])}, the base "
+                                   f"expects {shape} (another camera size?): holding", error=True)
+                    return None
+            obs[base_view.KEY] = self.base_view.scene_features(frame)
         return obs
+
+    def _synced(self, topic: str, t: float):
+        """`topic`'s message for the tick at `t`, or None (not yet: wait; stale: hold)."""
+        value = self._latest.at(topic, t)
+        if isinstance(value, Missing):
+            if value.kind == "first":
+                self.warn_once(topic, value.reason)
+            elif value.kind == "stale":
+                self._hold(value.reason)  # "pending": this tick's message may still be on its way
+            return None
+        return value
 
     def _maybe_tick(self) -> None:
         if self._joints is None:

@@ -23,9 +23,10 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from robot_rl.data.chunks import chunk_transitions
-from robot_rl.errors import DataError
+from robot_rl.errors import ConfigError, DataError
 from robot_rl.policies.ensemble import CriticEnsemble
-from robot_rl.policies.features import source_keys, state_matrix
+from robot_rl.policies import base_view
+from robot_rl.policies.features import recorded_keys, source_keys, state_matrix
 from robot_rl.policies.value.config import ValueConfig
 from robot_rl.policies.value.model import ChunkActor, ChunkCritic, ValueFunction, ValueNormalizer, chunk_features
 
@@ -38,6 +39,8 @@ class ValueTrainConfig:
     eval_every: int = 1000
     seed: int = 0
     torch_threads: int = 1
+    # the perception generalist whose frozen encoder gives base_features (policies/base_view.py)
+    base: str = ""
     algo: ValueConfig = field(default_factory=ValueConfig)
 
 
@@ -138,13 +141,18 @@ class ValueLearner:
                 "val_mc_return": mc.mean().item(), "val_q_mc_corr": corr}
 
 
-def load_transitions(dataset, cfg: ValueConfig, episodes) -> dict[str, torch.Tensor]:
-    """Chunk transitions of `episodes`, each chunk as the critic's features (`chunk_features`)."""
+def load_transitions(dataset, cfg: ValueConfig, episodes, base=None) -> dict[str, torch.Tensor]:
+    """Chunk transitions of `episodes`, each chunk as the critic's features (`chunk_features`);
+    `base`: the perception generalist whose scene features are base_features."""
     eps, objects = [], []
-    keys = list(dict.fromkeys([*source_keys(cfg.obs_keys), *(["object_poses"] if cfg.task_space else []),
-                               "action", "success"]))
+    seen = base_view.KEY in source_keys(cfg.obs_keys)
+    cameras = [*base.config.rgb_keys, *base.config.points_keys] if seen else []
+    keys = list(dict.fromkeys([*recorded_keys(cfg.obs_keys), *cameras,
+                               *(["object_poses"] if cfg.task_space else []), "action", "success"]))
     for i in episodes:
         ep = dataset.load_episode(int(i), keys=keys)
+        if seen:
+            ep[base_view.KEY] = base_view.of_episode(base, ep)
         states = state_matrix(ep, cfg.obs_keys, robot=cfg.robot)
         eps.append((states, ep["action"], ep["success"]))
         objects.append(ep.get("object_poses"))
@@ -153,6 +161,20 @@ def load_transitions(dataset, cfg: ValueConfig, episodes) -> dict[str, torch.Ten
     poses = np.stack([objects[e][t] for e, t in at]) if cfg.task_space else None
     data["chunk"] = chunk_features(data["chunk"], poses, cfg)
     return {k: torch.from_numpy(v) for k, v in data.items()}
+
+
+def _perception_base(tc: ValueTrainConfig, cfg: ValueConfig):
+    """The generalist whose features a critic reading base_features learns on (None: not needed)."""
+    if base_view.KEY not in source_keys(cfg.obs_keys):
+        return None
+    from robot_rl.policies.loading import load_policy
+
+    if not tc.base:
+        raise ConfigError(f"the critic reads {base_view.KEY}: pass --base, the point-cloud or RGB generalist it will steer")
+    base = load_policy(tc.base)
+    if not base_view.sees(base):
+        raise ConfigError(f"--base {tc.base} reads no camera: {base_view.KEY} needs a point-cloud or RGB generalist")
+    return base
 
 
 def train_value(tc: ValueTrainConfig, dataset, progress: bool = True) -> Path:
@@ -174,8 +196,9 @@ def train_value(tc: ValueTrainConfig, dataset, progress: bool = True) -> Path:
     order = rng.permutation(dataset.num_episodes)
     n_val = max(1, int(round(tc.val_fraction * len(order)))) if len(order) > 1 else 0
     train_eps, val_eps = order[n_val:], order[:n_val]
-    train = load_transitions(dataset, cfg, train_eps)
-    val = load_transitions(dataset, cfg, val_eps) if n_val else train
+    base = _perception_base(tc, cfg)
+    train = load_transitions(dataset, cfg, train_eps, base)
+    val = load_transitions(dataset, cfg, val_eps, base) if n_val else train
     norm = ValueNormalizer(train["obs"].min(0).values, train["obs"].max(0).values, task_offsets=cfg.offset_objects,
                            robot=cfg.robot)
     learner = ValueLearner(train["obs"].shape[1], cfg, norm, tc.seed)
@@ -189,7 +212,8 @@ def train_value(tc: ValueTrainConfig, dataset, progress: bool = True) -> Path:
             rows.append({"step": step, "wall_s": round(time.perf_counter() - start, 1), **logs,
                          **learner.diagnostics(val)})
             bar.set_postfix(td=f"{rows[-1]['val_td_error']:.3f}", q=f"{rows[-1]['val_q_data']:.2f}")
-    ValueFunction(learner.critic, norm, cfg).save(out / "checkpoint", extra_config={"dataset": str(tc.dataset)})
+    ValueFunction(learner.critic, norm, cfg).save(out / "checkpoint", extra_config={"dataset": str(tc.dataset),
+                                                                                  "base": tc.base})
     _write_curves(out / "checkpoint", rows)
     last = rows[-1]
     print(f"value {cfg.algo}: {len(train_eps)} train / {len(val_eps)} held-out episodes, "

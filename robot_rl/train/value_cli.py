@@ -25,6 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hl-gauss", action="store_true")
     parser.add_argument("--no-task-space", dest="task_space", action="store_false",
                         help="score joint targets only, without their TCP positions")
+    parser.add_argument("--obs-keys", nargs="+", default=list(d.obs_keys),
+                        help="the critic's observation keys; base_features: what the --base generalist's frozen "
+                             "encoder sees (a critic without object poses, with --no-task-space)")
+    parser.add_argument("--base", default="", help="the point-cloud or RGB generalist to steer, for base_features")
     parser.add_argument("--eval-every", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
 
@@ -43,7 +47,9 @@ def run(args: argparse.Namespace) -> int:
     algo = ValueConfig(algo=args.algo, num_steps=args.num_steps, chunk=args.chunk, reward=args.reward,
                        num_critics=args.num_critics, hidden=args.hidden, batch_size=args.batch_size,
                        cql_alpha=args.cql_alpha, cql_num_actions=args.cql_num_actions, iql_expectile=args.iql_expectile,
-                       awr_temperature=args.awr_temperature, hl_gauss=args.hl_gauss, task_space=args.task_space)
-    tc = ValueTrainConfig(dataset=args.dataset, out=args.out, eval_every=args.eval_every, seed=args.seed, algo=algo)
+                       awr_temperature=args.awr_temperature, hl_gauss=args.hl_gauss, task_space=args.task_space,
+                       obs_keys=tuple(args.obs_keys))
+    tc = ValueTrainConfig(dataset=args.dataset, out=args.out, eval_every=args.eval_every, seed=args.seed,
+                          base=args.base, algo=algo)
     train_value(tc, dataset)
     return 0

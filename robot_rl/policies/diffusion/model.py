@@ -194,16 +194,19 @@ class DiffusionPolicy(nn.Module):
 
     @torch.inference_mode()
     def scene_features(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
-        """What the encoder makes of one observation's cameras (its rgb and points keys), flat
-        float32: the `base_features` of a residual or critic on this base (policies/base_view.py).
-        Evaluation mode throughout (centre crop), so a frame always gives the same features."""
+        """What the encoder makes of an observation's cameras (its rgb and points keys), flat
+        float32 (F,), or (B, F) for a batch of frames: the `base_features` of a residual or critic
+        on this base (policies/base_view.py). Evaluation mode (centre crop): a frame always gives
+        the same features."""
         keys = (*self.config.rgb_keys, *self.config.points_keys)
         if not keys:
             raise ConfigError("this policy reads no camera: it has no scene features")
         try:
-            nobs = self.normalize_obs({k: torch.as_tensor(np.asarray(obs[k]))[None, None] for k in keys}, keys)
+            raw = {k: np.asarray(obs[k]) for k in keys}
         except KeyError as e:
             raise ConfigError(f"observation has no {e.args[0]!r}; the base's scene features read {list(keys)}") from None
+        batched = raw[keys[0]].ndim == len(self.config.obs_shapes[keys[0]]) + 1
+        nobs = self.normalize_obs({k: torch.as_tensor(v if batched else v[None])[:, None] for k, v in raw.items()}, keys)
         encoder, training = self.obs_encoder, self.obs_encoder.training
         encoder.eval()
         try:
@@ -211,7 +214,8 @@ class DiffusionPolicy(nn.Module):
             parts += [encoder.points[k](nobs[k][:, 0, :, : encoder.points_channels]) for k in self.config.points_keys]
         finally:
             encoder.train(training)
-        return torch.cat(parts, -1)[0].float().cpu().numpy()
+        out = torch.cat(parts, -1).float().cpu().numpy()
+        return out if batched else out[0]
 
     # --- training ----------------------------------------------------------------------------------
     def compute_loss(self, batch) -> torch.Tensor:

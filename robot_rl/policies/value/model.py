@@ -121,7 +121,8 @@ class ValueFunction:
     @torch.inference_mode()
     def score(self, obs: dict, chunks) -> np.ndarray:
         """(N, >=H, A) candidate chunks -> (N,) values (min over the ensemble: conservative)."""
-        objects = np.broadcast_to(obs["object_poses"], (len(chunks), *np.shape(obs["object_poses"])))
+        objects = (np.broadcast_to(obs["object_poses"], (len(chunks), *np.shape(obs["object_poses"])))
+                   if self.cfg.task_space else None)  # a critic on a perception base has no poses
         chunks = torch.from_numpy(chunk_features(chunks, objects, self.cfg))
         o = torch.from_numpy(state_vector(obs, self.cfg.obs_keys, robot=self.cfg.robot)).unsqueeze(0)
         o = self.norm.obs(o).expand(len(chunks), -1)
