@@ -22,6 +22,8 @@ bench/diffusion_latency.py times it), with `obs_to_cmd_over_bare_*_p50` = p50(ob
 p50(bare) - 1 (noisier: the two p50s come from different moments), and the node's inference p50
 next to them (the node's inference is no slower than the library's).
 
+`--obs rgb`: an RGB policy (one front camera, rgb8, the checkpoint's image size) fed the same way.
+
 `--obs points`: a point-cloud policy fed as on a real arm: this process publishes the front
 camera's depth image (32FC1) and CameraInfo, then the joint states; the node (points_source
 depth, camera_pose = the camera's optical frame) back-projects, crops and downsamples to the
@@ -36,6 +38,7 @@ bench/diffusion_latency.py (`sys.path` has bench/ when that script runs).
     python bench/diffusion_node_latency.py                    # ~1-2 min on 2 cores
     python bench/diffusion_node_latency.py --checkpoint runs/diffusion/best --task push
     python bench/diffusion_node_latency.py --obs points --task lift --image-size 128 128
+    python bench/diffusion_node_latency.py --obs rgb --task lift --checkpoint runs/lift_rgb/best
 """
 from __future__ import annotations
 
@@ -78,6 +81,9 @@ def _random_checkpoint(folder: Path, inputs: str = "state") -> Path:
     if inputs == "points":
         config = DiffusionConfig(obs_keys=("joint_pos", "ee_pos", "points"),
                                  obs_shapes={"joint_pos": (8,), "ee_pos": (3,), "points": (512, 6)})
+    if inputs == "rgb":  # the CPU plan's encoder (docs/cameras.md): widths 16-32-64-128
+        config = DiffusionConfig(obs_keys=("joint_pos", "ee_pos", "front_rgb"), rgb_widths=(16, 32, 64, 128),
+                                 obs_shapes={"joint_pos": (8,), "ee_pos": (3,), "front_rgb": (96, 96, 3)})
     DiffusionPolicy(config).eval().save_checkpoint(folder)
     return folder
 
@@ -166,9 +172,15 @@ def measure_dds_overhead(checkpoint: str | os.PathLike | None = None, task: str 
     checkpoint = Path(checkpoint)
     policy_config = DiffusionPolicy.from_checkpoint(checkpoint).config
     steps = num_inference_steps or None
-    points = inputs == "points"
-    env = ArmEnv(task, cameras=("front",), depth=True, points=True, image_size=tuple(image_size),
-                 num_points=policy_config.obs_shapes["points"][0]) if points else ArmEnv(task)
+    points, rgb = inputs == "points", inputs == "rgb"
+    if points:
+        env = ArmEnv(task, cameras=("front",), depth=True, points=True, image_size=tuple(image_size),
+                     num_points=policy_config.obs_shapes["points"][0])
+    elif rgb:  # the checkpoint's image size
+        h, w = policy_config.obs_shapes["front_rgb"][:2]
+        env = ArmEnv(task, cameras=("front",), image_size=(w, h))
+    else:
+        env = ArmEnv(task)
     log_path = Path(node_log) if node_log else Path(tmp.name) / "node.log"
     reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
     latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -194,11 +206,14 @@ def measure_dds_overhead(checkpoint: str | os.PathLike | None = None, task: str 
     pub_p = node.create_publisher(PoseArray, "/task/object_poses", reliable)
     pub_depth = node.create_publisher(Image, "/camera/front/depth/image_raw", reliable)
     pub_info = node.create_publisher(CameraInfo, "/camera/front/camera_info", reliable)
+    pub_rgb = node.create_publisher(Image, "/camera/front/image_raw", reliable)
 
     def publish_observation(obs, stamp):
         if points:
             pub_info.publish(msgs.camera_info_to_msg(*env.camera_intrinsics("front"), stamp, "front_optical_frame"))
             pub_depth.publish(msgs.image_to_msg(obs["front_depth"], stamp, "front_optical_frame"))
+        elif rgb:
+            pub_rgb.publish(msgs.image_to_msg(obs["front_rgb"], stamp, "front_optical_frame"))
         else:
             pub_p.publish(msgs.poses_to_msg(obs["object_poses"], stamp))
         pub_j.publish(msgs.joint_state_to_msg(env.joint_names, obs["joint_pos"], obs["joint_vel"], stamp=stamp))
@@ -214,7 +229,7 @@ def measure_dds_overhead(checkpoint: str | os.PathLike | None = None, task: str 
     if points:
         env.reset(seed=seed)
         argv[4:4] = ["-p", "points_source:=depth", "-p", f"camera_pose:={_optical_pose(env, 'front')}"]
-    observed = pub_depth if points else pub_p
+    observed = pub_depth if points else pub_rgb if rgb else pub_p
     with open(log_path, "wb") as f:
         proc = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
     result: dict = {}
@@ -326,8 +341,8 @@ def main() -> int:
     ap.add_argument("--ticks", type=int, default=800, help="lock-step ticks (every Ta-th runs inference)")
     ap.add_argument("--num-inference-steps", type=int, default=0, help="DDIM steps (0: the checkpoint's)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--obs", choices=("state", "points"), default="state",
-                    help="points: depth image + CameraInfo in, the node makes the cloud")
+    ap.add_argument("--obs", choices=("state", "points", "rgb"), default="state",
+                    help="points: depth image + CameraInfo in, the node makes the cloud; rgb: the front camera's image")
     ap.add_argument("--image-size", type=int, nargs=2, default=(128, 128), metavar=("W", "H"),
                     help="--obs points: the depth camera's size")
     args = ap.parse_args()
