@@ -159,3 +159,18 @@ def test_follow_fine_tunes_on_each_newly_committed_episode(dataset, tmp_path):
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(30)
         log.close()
+
+
+def test_a_point_cloud_policy_is_evaluated_on_the_depth_camera_it_was_trained_with():
+    """The cloud record (cloud.json, or the dataset's episode meta) gives the simulator's depth
+    camera the training resolution; an RGB policy's image size comes from its own shapes."""
+    from robot_rl.policies.diffusion.config import DiffusionConfig
+    from robot_rl.train.diffusion import env_kwargs_for
+
+    points = DiffusionConfig(obs_keys=("joint_pos", "points"), obs_shapes={"joint_pos": (8,), "points": (256, 6)})
+    assert env_kwargs_for(points, {"image_size": [128, 128]}) == {
+        "points": True, "num_points": 256, "cameras": ("front",), "image_size": (128, 128)}
+    assert "image_size" not in env_kwargs_for(points)  # no record: the simulator's default
+    rgb = DiffusionConfig(obs_keys=("joint_pos", "front_rgb"), obs_shapes={"joint_pos": (8,), "front_rgb": (48, 64, 3)},
+                          crop_shape=(40, 56))
+    assert env_kwargs_for(rgb, {"image_size": [128, 128]}) == {"cameras": ("front",), "image_size": (64, 48)}
