@@ -232,6 +232,9 @@ def test_the_simulator_survives_malformed_commands_and_trajectories(nodes, probe
     assert nodes.procs["sim"][0].poll() is None, nodes.log("sim")[-3000:]
     log = nodes.log("sim")
     assert "refused" in log and "Traceback" not in log and "message dropped" not in log, log[-3000:]
+    # slammed into its stops at full speed, a joint may press ~0.015 rad into them (sim/scene.py's
+    # hard stops; MuJoCo's default soft limits gave way by up to 0.28 rad and failed this test)
+    stop = 0.02
     for msg in probe.all("/joint_states"):
         q = msgs.reorder(msg.name, np.asarray(msg.position), NAMES)
-        assert np.all(np.isfinite(q)) and np.all(q >= ARM.lower - 1e-3) and np.all(q <= ARM.upper + 1e-3)
+        assert np.all(np.isfinite(q)) and np.all(q >= ARM.lower - stop) and np.all(q <= ARM.upper + stop), q

@@ -83,6 +83,11 @@ def build_model(robot: RobotModel, with_cube: bool, goal_kind: str, image_size=(
             geom.contype, geom.conaffinity = ARM_COLLISION, WORLD_COLLISION
     for name in robot.arm_joints:
         spec.joint(name).armature = 0.1
+    for name in (*robot.arm_joints, *robot.gripper_joints):
+        # Hard stops, as on a real arm: MuJoCo's default soft limit let a joint slammed at a limit
+        # pass it by up to 0.28 rad; these hold it within ~0.015 rad (timeconst: 2 physics steps).
+        spec.joint(name).solref_limit = [2 * PHYSICS_DT, 1.0]
+        spec.joint(name).solimp_limit = [0.95, 0.99, 0.001, 0.5, 2.0]
     for name, kp, force in zip(robot.arm_joints, *servo_gains(robot)):
         act = spec.add_actuator(name=name, target=name, trntype=mujoco.mjtTrn.mjTRN_JOINT)
         act.set_to_position(kp=kp, kv=2.0 * np.sqrt(kp * 0.5))
