@@ -129,6 +129,9 @@ class CameraCallbacks:
     def camera_depth(self, topic: str, stamp: float, image: DepthImage) -> None:
         """The points camera's depth image: back-projected with its latest CameraInfo."""
         feed = self._feed()
+        if feed is not None and feed.cloud is None:  # no points key: a `<cam>_depth` key as published
+            self.observation(topic, stamp, image.depth)
+            return
         cloud = feed.depth(image, self._positions()) if feed is not None else None
         if cloud is not None:
             self.observation(feed.points_topic, stamp, cloud)
