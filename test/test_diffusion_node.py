@@ -167,6 +167,7 @@ def test_maps_joints_by_name_holds_when_stale_and_resets_when_time_goes_back(nod
         pub_p.publish(msgs.poses_to_msg(obs["object_poses"], stamp if pose_stamp is None else pose_stamp))
         pub_j.publish(msgs.joint_state_to_msg(order, obs["joint_pos"][::-1], obs["joint_vel"][::-1], stamp=stamp))
 
+    time.sleep(1.0)  # matched both ways: a reader that has not matched its writer yet loses the first messages
     stamp = 1.0
     for _ in range(6):
         send(stamp)
