@@ -38,8 +38,10 @@ def from_policy(policy, action) -> dict[str, np.ndarray]:
     return from_chunk(*chunk) if chunk is not None else from_chunk(np.asarray(action)[None], 0)
 
 
-def act_with_context(policy, obs: Mapping) -> tuple[np.ndarray, dict]:
+def act_with_context(policy, obs: Mapping, keys=()) -> tuple[np.ndarray, dict]:
     """The base's action for `obs`, and `obs` with what running the base adds (for features.py):
-    its chunk context, and for a base with cameras what it sees (base_view.KEY)."""
+    its chunk context, and, when the observation keys `keys` read it, what a base with cameras
+    sees (base_view.KEY: an encoder pass per step, so only then)."""
     action = np.asarray(policy.act(obs), np.float32)
-    return action, {**obs, **from_policy(policy, action), **base_view.of(policy, obs)}
+    seen = base_view.of(policy, obs) if base_view.KEY in keys else {}
+    return action, {**obs, **from_policy(policy, action), **seen}

@@ -59,7 +59,7 @@ def train(tc: ResidualTrainConfig, make_base, demos=None, progress: bool = True)
     env = ArmEnv(tc.task, **env_kwargs)
     obs, _ = env.reset(seed=tc.seed)
     base.reset(seed=tc.seed)
-    base_action, obs = act_with_context(base, obs)
+    base_action, obs = act_with_context(base, obs, cfg.obs_keys)
     labelled = label_demos(demos, make_base(), cfg.obs_keys) if demos is not None and demos.num_episodes else []
     states = (demo_states(labelled, cfg.obs_keys, cfg.robot) if labelled
               else state_vector(obs, cfg.obs_keys, base_action, cfg.robot))
@@ -102,7 +102,7 @@ def train(tc: ResidualTrainConfig, make_base, demos=None, progress: bool = True)
         action = space.command(base_action, tried)
         next_obs, _, terminated, truncated, info = env.step(action)
         correction = space.follow(base_action, action)
-        next_base, next_obs = act_with_context(base, next_obs)
+        next_base, next_obs = act_with_context(base, next_obs, cfg.obs_keys)
         next_vec = state(next_obs, next_base)
         writer.step(vec, base_action, correction, info["sparse_reward"], next_vec, next_base,
                     terminal=terminated, episode_end=terminated or truncated)
@@ -113,7 +113,7 @@ def train(tc: ResidualTrainConfig, make_base, demos=None, progress: bool = True)
             base.reset(seed=tc.seed + episode)  # the base's chunk queue must not cross episodes
             space.reset()
             explore.reset()
-            next_base, next_obs = act_with_context(base, next_obs)
+            next_base, next_obs = act_with_context(base, next_obs, cfg.obs_keys)
             next_vec = state(next_obs, next_base)
         vec, base_action = next_vec, next_base
         if not warm and learner.online.size + learner.demos.size >= cfg.batch_size:

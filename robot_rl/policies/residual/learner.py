@@ -102,7 +102,7 @@ def label_demos(dataset, base, obs_keys) -> list[dict]:
     for i in range(dataset.num_episodes):
         ep = dataset.load_episode(i)
         base.reset(seed=i)
-        steps = [act_with_context(base, {k: ep[k][t] for k in ep}) for t in range(len(ep["action"]))]
+        steps = [act_with_context(base, {k: ep[k][t] for k in ep}, obs_keys) for t in range(len(ep["action"]))]
         out = {k: ep[k] for k in dict.fromkeys(keep)}
         out["base"] = np.stack([a for a, _ in steps])
         out.update({k: np.stack([o[k] for _, o in steps]) for k in BASE_KEYS if k in steps[0][1]})

@@ -139,7 +139,7 @@ class ResidualPolicy:
         return self.step(state_vector(obs, self.cfg.obs_keys, base_action, self.cfg.robot), base_action)
 
     def act(self, obs: dict) -> np.ndarray:
-        self.last_base, obs = act_with_context(self.base, obs)
+        self.last_base, obs = act_with_context(self.base, obs, self.cfg.obs_keys)
         return self.correct(obs, self.last_base)
 
     # --- checkpoints: policies/checkpoint.py (weights, config, normalizer, robot) ------------
