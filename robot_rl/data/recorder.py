@@ -64,7 +64,7 @@ class RecorderConfig:
     reward_topic: str = field(default="/task/reward", metadata={"help": "std_msgs/Float32 reward; '' for none"})
     success_topic: str = field(default="/task/success", metadata={"help": "std_msgs/Bool success; '' for none"})
     episode_start_topic: str = field(default="/sim/episode_start", metadata={"help": "std_msgs/Header stamped with an episode's first observation (the simulator's reset): an episode started up to episode_start_window s before it begins at that observation; '' for none"})
-    episode_start_window: float = field(default=2.0, metadata={"help": "s: see episode_start_topic"})
+    episode_start_window: float = field(default=10.0, metadata={"help": "s: see episode_start_topic"})
     extra_topics: tuple[str, ...] = field(default=(), metadata={"help": "more topics for the bag only, as topic=pkg/msg/Type"})
     ee_pose: bool = field(default=True, metadata={"help": "add ee_pos/ee_quat from joint_pos by forward kinematics of the robot"})
     use_header_stamps: bool = field(default=True, metadata={"help": "align on header stamps where messages have them"})

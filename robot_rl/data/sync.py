@@ -136,7 +136,7 @@ class SyncConfig:
     robot: str = "arm"  # the robot (robot_rl.robot.load_robot spec) whose kinematics ee_pose uses
     max_gap: float = 1.0  # s: on_gap "drop" refuses an episode whose frames are missing for longer than this
     episode_start_topic: str = ""  # std_msgs/Header stamped with an episode's first observation ('' none)
-    episode_start_window: float = 2.0  # s: an announcement this soon after the start marker sets the beginning
+    episode_start_window: float = 10.0  # s: an announcement this soon after the start marker sets the beginning
     # The policy's `points` (robot_rl/data/episode_points.py): from a camera's depth image, or the
     # points stream's PointCloud2 resampled; where the camera is: a URDF link or a fixed pose.
     points_from_depth: str = ""  # camera whose depth image (+ its camera_info) makes `points`
