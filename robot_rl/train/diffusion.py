@@ -347,6 +347,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--deploy-action-horizons", type=int, nargs="*", default=list(t.deploy_action_horizons),
                         help="... and at these Ta (default: the config's only)")
     parser.add_argument("--num-inference-steps", type=int, default=d.num_inference_steps)
+    parser.add_argument("--obs-horizon", type=int, default=d.obs_horizon,
+                        help="To: observations each chunk conditions on (1: the scene alone must say where to go, "
+                             "not the motion of the last step)")
     parser.add_argument("--lr", type=float, default=None, help=f"peak learning rate (default {d.lr:g}; "
                         "a fine-tune keeps its checkpoint's unless given)")
     parser.add_argument("--device", default=t.device)
@@ -383,7 +386,7 @@ def run(args) -> int:
     policy = DiffusionConfig(obs_keys=keys, obs_shapes={k: tuple(dataset.keys[k]["shape"]) for k in keys},
                              action_dim=int(dataset.keys["action"]["shape"][0]), down_dims=tuple(args.down_dims),
                              pointnet_dims=tuple(args.pointnet_dims), rgb_widths=tuple(args.rgb_widths),
-                             num_inference_steps=args.num_inference_steps,
+                             num_inference_steps=args.num_inference_steps, obs_horizon=args.obs_horizon,
                              **({} if args.lr is None else {"lr": args.lr}))
     tc = DiffusionTrainConfig(dataset=args.dataset, out=args.out, num_steps=args.num_steps,
                               batch_size=args.batch_size, max_episodes=args.max_episodes,
