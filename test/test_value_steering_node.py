@@ -250,3 +250,55 @@ def test_sim_steering_graph_runs_episodes_on_the_critics_choices(nodes, probe, t
             reseeded += bool(new)
         previous, previous_stamp = executed[-1], stamp
     assert checked >= 5 and reseeded >= 1 and unscored <= fallbacks, (checked, reseeded, unscored, fallbacks)
+
+
+@pytest.mark.integration
+def test_a_critic_on_a_point_cloud_generalist_steers_from_the_camera(nodes, probe, tmp_path, capsys, torch_one_thread):
+    """No object poses anywhere: a tiny point-cloud generalist proposes candidates from the sim's
+    /camera/front/points; value_steering scores them with a critic on (joint_pos, base_features),
+    the features from that generalist's frozen encoder (the base the critic records) on the cloud
+    at the candidates' stamp: each published score vector is the library critic's on that cloud."""
+    from sensor_msgs.msg import PointCloud2
+
+    from robot_rl.cli import main
+    from robot_rl.policies import base_view
+    from robot_rl.policies.diffusion.model import DiffusionPolicy
+    from tiny_policy import POINTS_IMAGE_SIZE, train_tiny
+
+    base_dir = train_tiny(tmp_path, [tmp_path / "base"], points=True, steps=(60,))[0]
+    out = tmp_path / "value"
+    assert main(["train", "value", "--dataset", str(tmp_path / "demos"), "--out", str(out), "--num-steps", "20",
+                 "--eval-every", "10", "--hidden", "16", "--batch-size", "8", "--chunk", "4", "--no-task-space",
+                 "--obs-keys", "joint_pos", base_view.KEY, "--base", str(base_dir)]) == 0
+    capsys.readouterr()
+    for topic, kind in (("/value_steering/scores", Float64MultiArray), ("/policy/candidates", JointTrajectory),
+                        ("/joint_states", JointState)):
+        probe.subscribe(kind, topic)
+    probe.subscribe(PointCloud2, "/camera/front/points", QoSProfile(depth=1000, reliability=ReliabilityPolicy.BEST_EFFORT))
+    width, height = POINTS_IMAGE_SIZE
+    nodes.node("sim", "robot_rl.ros.mujoco_sim_node", {"task": "reach", "mode": "lockstep", "lockstep_timeout": 0.5,
+                                                       "cameras": ["front"], "points": True, "image_width": width,
+                                                       "image_height": height})
+    nodes.node("policy", "robot_rl.ros.diffusion_policy_node", {"checkpoint": str(base_dir), "num_samples": 4,
+                                                                "publish_commands": False, "use_sim_time": True})
+    nodes.node("steering", NODE, {"value_checkpoint": str(out / "checkpoint"), "use_sim_time": True})
+    wait_for(lambda: probe.count("/value_steering/scores") >= 8, 90, "8 scored decisions")
+    assert probe.node.count_subscribers("/task/object_poses") == 0, "nothing reads the privileged poses"
+    assert nodes.stop("steering") == 0
+    probe.settle()
+
+    base, value = DiffusionPolicy.from_checkpoint(base_dir), ValueFunction.from_checkpoint(out / "checkpoint")
+    clouds = {round(msgs.from_time(m.header.stamp), 6): msgs.points_from_msg(m) for m in probe.all("/camera/front/points")}
+    joints = {round(msgs.from_time(m.header.stamp), 6): msgs.reorder(*msgs.joint_state_from_msg(m)[:2], JOINT_NAMES)
+              for m in probe.all("/joint_states")}
+    library = []
+    for m in probe.all("/policy/candidates"):
+        names, stamp, _, chunks = msg_to_candidates(m)
+        stamp = round(stamp, 6)
+        if stamp in clouds and stamp in joints:
+            obs = {"joint_pos": joints[stamp].astype(np.float32), **base_view.of(base, {"points": clouds[stamp]})}
+            chunks = np.stack([msgs.reorder(names, ch.T, JOINT_NAMES).T for ch in chunks])
+            library.append(value.score(obs, chunks))
+    published = [msgs.array_from_msg(m) for m in probe.all("/value_steering/scores")]
+    matched = [min(np.abs(p - q).max() for q in library) < 1e-4 for p in published]
+    assert len(library) >= 5 and np.mean(matched) >= 0.9, (len(library), matched)

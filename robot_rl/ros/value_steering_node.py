@@ -13,6 +13,12 @@ and on /policy/action_chunk. Scores go to ~/scores (Float64MultiArray, candidate
 choice to ~/choice. With no critic, or non-finite scores, candidate 0 (the generalist's own
 sample) is executed with one warning.
 
+A critic on a perception generalist (no object poses: `robot-rl train value --base G --obs-keys
+joint_pos ee_pos base_features --no-task-space`) reads `base_features`: the frozen encoder of
+`base_checkpoint` (that generalist) on its camera frame nearest the candidates' stamp, from the
+topics the diffusion_policy node reads (points_camera, points_source, camera_link / camera_pose:
+runtime/camera_feed.py); the node then subscribes to no /task/object_poses.
+
 The arm (`robot`, `joint_names`, `joint_name_map`, step limits) is robot_rl.runtime.arm's
 ArmConfig: candidates and joint states are read by name, the trajectory goes out with the
 controller's names in its order, and a critic of another robot is refused at start.
@@ -35,6 +41,7 @@ from __future__ import annotations
 import sys
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from geometry_msgs.msg import PoseArray
@@ -45,24 +52,31 @@ from std_msgs.msg import Float64MultiArray, Header, Int32
 from trajectory_msgs.msg import JointTrajectory
 
 from robot_rl.errors import ConfigError, RobotRLError
+from robot_rl.policies.checkpoint import read_json
+from robot_rl.policies import base_view
+from robot_rl.policies.features import source_keys
 from robot_rl.policies.steering import select_candidate
 from robot_rl.ros import msgs
 from robot_rl.ros.base_node import BaseNode
 from robot_rl.ros.candidates import msg_to_candidates
+from robot_rl.ros.observation_topics import subscribe_observation
+from robot_rl.runtime.camera_feed import CameraCallbacks, CameraConfig, open_base_view
 from robot_rl.runtime.episode_start import EpisodeStart
 from robot_rl.runtime.stamped_history import StampedHistory
 from robot_rl.ros.params import declare_config
 from robot_rl.ros.spin import run_node
 from robot_rl.robot import load_robot
 from robot_rl.runtime.arm import ArmConfig, ArmInterface
+from robot_rl.runtime.logs import WarnOnce
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 @dataclass
-class ValueSteeringConfig(ArmConfig):
+class ValueSteeringConfig(ArmConfig, CameraConfig):
     value_checkpoint: str = field(default="", metadata={"help": "value checkpoint folder (robot-rl train value); empty: pass candidate 0 through"})
+    base_checkpoint: str = field(default="", metadata={"help": "a critic reading base_features: the point-cloud or RGB generalist whose frozen encoder gives them, from its camera topics; empty: the one the critic was trained on (its config's base)"})
     beta: float = field(default=0.0, metadata={"help": "0: execute the argmax; > 0: sample softmax(Q / beta)"})
     sync_tolerance: float = field(default=0.02, metadata={"help": "an observation within this (s) of the candidates' stamp is theirs"})
     control_dt: float = field(default=0.1, metadata={"help": "time between a chunk's points (s): the step limits are per this period"})
@@ -73,9 +87,10 @@ class ValueSteeringConfig(ArmConfig):
         super().__post_init__()
         if self.beta < 0 or self.sync_tolerance < 0 or self.max_age <= 0 or self.control_dt <= 0:
             raise ConfigError("beta and sync_tolerance must be >= 0, max_age and control_dt > 0")
+        self.check_cameras()
 
 
-class ValueSteeringNode(BaseNode):
+class ValueSteeringNode(BaseNode, CameraCallbacks):
     def __init__(self, **kwargs):
         super().__init__("value_steering", **kwargs)
         self.config = c = declare_config(self, ValueSteeringConfig)
@@ -86,7 +101,15 @@ class ValueSteeringNode(BaseNode):
         self.guard = self.arm.guard  # controller order
         self.rng = np.random.default_rng(c.seed)
         self._lock = threading.Lock()  # guard, episode, staleness
-        self._history = StampedHistory(("joints", "poses"))  # joint_pos in the robot's order; (K, 7) poses
+        self.warn_once = WarnOnce(self.get_logger())
+        seen = self.value is not None and base_view.KEY in source_keys(self.value.cfg.obs_keys)
+        base = c.base_checkpoint or (read_json(Path(c.value_checkpoint) / "config.json").get("base", "") if seen else "")
+        self.base_view, self.camera = (open_base_view(c, base, f"critic {c.value_checkpoint}", self.arm.robot,
+                                                      self.arm.joints.policy_joints, self.get_logger())
+                                       if seen else (None, None))  # a bad base: one line, exit 2
+        frames = tuple(self.camera.key_topics().values()) if seen else ()
+        # joint_pos in the robot's order; (K, 7) poses; the base's camera frames by topic
+        self._history = StampedHistory(("joints", "poses", *frames))
         self._received: float | None = None  # node-clock time the newest joint state came
         self._episode = EpisodeStart()  # from /sim/episode_start
         self._stale = False
@@ -98,7 +121,10 @@ class ValueSteeringNode(BaseNode):
         # Created before /joint_states so that, when both are ready, the episode start is seen first.
         self.create_subscription(Header, "/sim/episode_start", self._on_episode_start, LATCHED)
         self.create_subscription(JointState, "/joint_states", self._on_joints, RELIABLE)
-        self.create_subscription(PoseArray, "/task/object_poses", self._on_poses, RELIABLE)
+        if self.value is None or "object_poses" in self.value.cfg.obs_keys:
+            self.create_subscription(PoseArray, "/task/object_poses", self._on_poses, RELIABLE)
+        for topic in self.camera.topics if seen else ():  # what the generalist sees: base_features
+            subscribe_observation(self, topic, self, c)
         # Scoring runs in its own group so observation callbacks keep flowing meanwhile.
         self.create_subscription(JointTrajectory, "/policy/candidates", self._on_candidates, RELIABLE,
                                  callback_group=MutuallyExclusiveCallbackGroup())
@@ -183,10 +209,37 @@ class ValueSteeringNode(BaseNode):
         except RobotRLError as e:
             self.get_logger().error(f"/task/object_poses: {e}", throttle_duration_sec=5.0)
 
+    # camera inputs (CameraCallbacks): the made frames go into the history by topic
+    def _feed(self):
+        return self.camera
+
+    def _positions(self):
+        newest = self._history.newest("joints")
+        return newest[1] if newest else None
+
+    def observation(self, topic: str, stamp: float, value) -> None:
+        self._history.put(topic, stamp, value)
+
+    def _scene_features(self, stamp: float) -> np.ndarray | None:
+        """base_features of the camera frames nearest the candidates' stamp (None: none within tolerance)."""
+        frame = {}
+        for key, topic in self.camera.key_topics().items():
+            frame[key] = self._history.nearest(topic, stamp, self.config.sync_tolerance)
+            shape = tuple(self.base_view.config.obs_shapes[key])
+            if frame[key] is None:
+                return None
+            if np.shape(frame[key]) != shape:
+                self.warn_once(f"shape:{key}", f"{topic} gives {key} of shape {np.shape(frame[key])}, the base "
+                               f"expects {shape} (another camera size?): candidate 0 unsteered", error=True)
+                return None
+        return self.base_view.scene_features(frame)
+
     def _observation(self, stamp: float) -> dict | None:
         """The observation the candidates were sampled from: messages nearest their stamp."""
         tol = self.config.sync_tolerance
         need = ("joints", "poses") if "object_poses" in self.value.cfg.obs_keys else ("joints",)
+        if self.camera is not None:
+            need += tuple(self.camera.key_topics().values())
         # scoring has its own thread, so the observation callbacks go on meanwhile; on a busy machine
         # they may run late (a fixed 0.2 s wait made the critic fall back to candidate 0 under load)
         self._history.wait_for(stamp - tol, need, self.config.max_age)
@@ -197,6 +250,10 @@ class ValueSteeringNode(BaseNode):
         poses = self._history.nearest("poses", stamp, tol)
         if poses is not None:
             obs["object_poses"] = poses.astype(np.float32)
+        if self.camera is not None:
+            features = self._scene_features(stamp)
+            if features is not None:
+                obs[base_view.KEY] = features
         return obs
 
     def _on_candidates(self, msg: JointTrajectory) -> None:

@@ -113,6 +113,25 @@ class CameraFeed:
             return None
 
 
+def open_base_view(config: CameraConfig, base_checkpoint: str, who: str, robot, joints, log):
+    """(the perception base whose frozen encoder gives base_features, the CameraFeed of its
+    cameras), for a residual or critic `who` that reads base_features (policies/base_view.py)."""
+    from pathlib import Path
+
+    from robot_rl.policies import base_view
+    from robot_rl.policies.diffusion.model import DiffusionPolicy
+
+    if not (Path(base_checkpoint) / "config.json").is_file():
+        raise ConfigError(f"{who} reads {base_view.KEY} (what its base sees): set base_checkpoint to that "
+                          "point-cloud or RGB base's checkpoint folder")
+    base = DiffusionPolicy.from_checkpoint(base_checkpoint)
+    if not base_view.sees(base):
+        raise ConfigError(f"base_checkpoint {base_checkpoint} reads no camera: {base_view.KEY} needs a "
+                          "point-cloud or RGB base")
+    pc = base.config
+    return base, CameraFeed(config, pc.obs_keys, pc.obs_shapes, pc.points_use_rgb, base_checkpoint, robot, joints, log)
+
+
 class CameraCallbacks:
     """The camera inputs of a runner that owns a CameraFeed: it provides `_feed()` (the feed, or
     None while it has none), `_positions()` (the latest joint positions in the feed's order, or

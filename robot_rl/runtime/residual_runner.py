@@ -25,7 +25,7 @@ from robot_rl.policies.residual.online import OnlineResidual
 from robot_rl.policies.residual.space import space_for
 from robot_rl.robot import load_robot
 from robot_rl.runtime.arm import ArmConfig, ArmInterface
-from robot_rl.runtime.camera_feed import CameraCallbacks, CameraConfig, CameraFeed
+from robot_rl.runtime.camera_feed import CameraCallbacks, CameraConfig, CameraFeed, open_base_view
 from robot_rl.runtime.chunk_executor import ChunkExecutor
 from robot_rl.runtime.control_ticks import ControlTicks
 from robot_rl.runtime.episode_start import EpisodeStart
@@ -116,7 +116,9 @@ class ResidualRunner(CameraCallbacks):
         unknown = [k for k in self._sources if k not in OBS_KEYS + CHUNK_KEYS + (base_view.KEY,)]
         if unknown:
             raise ConfigError(f"{c.residual_checkpoint or 'residual config'}: no topic provides the observation keys {unknown}")
-        self.base_view, self.camera = self._open_base_view() if base_view.KEY in self._sources else (None, None)
+        self.base_view, self.camera = (open_base_view(c, c.base_checkpoint, c.residual_checkpoint or "the residual",
+                                                      self.arm.robot, self.arm.joints.policy_joints, self.log)
+                                       if base_view.KEY in self._sources else (None, None))
         self.camera_topics = self.camera.topics if self.camera is not None else ()  # for the node to subscribe
         self.online: OnlineResidual | None = None
         self._demos = self._open_demos() if c.learn else None
@@ -141,25 +143,6 @@ class ResidualRunner(CameraCallbacks):
                           "node the same parameters")
 
     # ------------------------------------------------------------------ set-up
-    def _open_base_view(self):
-        """The perception base whose frozen encoder gives base_features, and its camera feed."""
-        from pathlib import Path
-
-        from robot_rl.policies.diffusion.model import DiffusionPolicy
-
-        c = self.config
-        if not (Path(c.base_checkpoint) / "config.json").is_file():
-            raise ConfigError(f"{c.residual_checkpoint or 'the residual'} reads {base_view.KEY} (what its base sees): "
-                              "set base_checkpoint to that point-cloud or RGB base's checkpoint folder")
-        base = DiffusionPolicy.from_checkpoint(c.base_checkpoint)
-        if not base_view.sees(base):
-            raise ConfigError(f"base_checkpoint {c.base_checkpoint} reads no camera: {base_view.KEY} needs a "
-                              "point-cloud or RGB base")
-        pc = base.config
-        feed = CameraFeed(c, pc.obs_keys, pc.obs_shapes, pc.points_use_rgb, c.base_checkpoint, self.arm.robot,
-                          self.arm.joints.policy_joints, self.log)
-        return base, feed
-
     def _feed(self) -> CameraFeed | None:  # CameraCallbacks
         return self.camera
 
