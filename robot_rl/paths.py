@@ -59,10 +59,6 @@ def config_dir() -> Path:
     return share_dir() / "config"
 
 
-def launch_dir() -> Path:
-    return share_dir() / "launch"
-
-
 def config_file(name: str) -> Path:
     """A params file in config/ by name (with or without .yaml); a clear error if missing."""
     path = config_dir() / (name if name.endswith(".yaml") else name + ".yaml")

@@ -68,6 +68,8 @@ def test_folder_holds_safetensors_and_json_only(saved):
     config = json.loads((path / CONFIG).read_text())
     assert config["policy"] == "diffusion" and config["down_dims"] == [16, 32, 64]
     assert json.loads((path / NORMALIZER).read_text())["stats"].keys() == policy.normalizer.stats.keys()
+    modes = {p.name: p.stat().st_mode & 0o777 for p in path.iterdir()}
+    assert len(set(modes.values())) == 1, modes  # the weights readable like the rest (safetensors writes 0600)
 
 
 def test_the_shared_loader_loads_it(saved):

@@ -1,5 +1,6 @@
 """A tiny diffusion policy overfits a handful of synthetic episodes through the real trainer."""
 
+import csv
 import dataclasses
 import json
 import os
@@ -63,7 +64,7 @@ def test_tiny_policy_overfits_a_handful_of_episodes(dataset, tmp_path):
     """x0 ("sample") prediction makes this toy a regression that fits in ~200 steps; epsilon
     prediction reaches the same chunks only after thousands (next test: its loss falls)."""
     tc = DiffusionTrainConfig(out=str(tmp_path / "run"), num_steps=240, batch_size=32, eval_every=120,
-                              eval_windows=64, seed=0, policy=tiny(prediction_type="sample"))
+                              log_every=40, eval_windows=64, seed=0, policy=tiny(prediction_type="sample"))
     summary = train_diffusion(tc, dataset, evaluate=replay_evaluator(dataset), progress=False)
 
     final = summary["final"]
@@ -77,6 +78,11 @@ def test_tiny_policy_overfits_a_handful_of_episodes(dataset, tmp_path):
     assert (run / "summary.json").is_file()
     header = (run / "curves.csv").read_text().splitlines()[0].split(",")
     assert {"step", "train_loss", "train_action_mse", "success_rate"} <= set(header)
+    with open(run / "curves.csv") as f:  # the loss every log_every steps, success at the evaluations
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == [40, 80, 120, 160, 200, 240]
+    assert [bool(r["success_rate"]) for r in rows] == [False, False, True, False, False, True]
+    assert all(float(r["train_loss"]) > 0 for r in rows)
 
     # The best checkpoint predicts the demonstrated chunks.
     best = DiffusionPolicy.from_checkpoint(run / "best")

@@ -79,11 +79,3 @@ class EpisodeFollower:
         """New episode indices, forever (stop by breaking out of the loop)."""
         while True:
             yield from self.wait()
-
-
-def follow_episodes(path, start: int | None = None, poll_s: float = 1.0,
-                    stop: threading.Event | None = None) -> Iterator[int]:
-    """Generator form: yields each new episode index until `stop` is set."""
-    follower = EpisodeFollower(path, start, poll_s)
-    while stop is None or not stop.is_set():
-        yield from follower.wait(stop=stop)

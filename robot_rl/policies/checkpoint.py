@@ -63,7 +63,9 @@ def save(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor], config: M
         stage(ROBOT, lambda p: write_robot_file(robot, p, save_id=save_id))
     for name, data in (extra_files or {}).items():
         stage(name, lambda p, data=data: p.write_bytes(data))
+    mode = os.stat(path / f".{CONFIG}.tmp").st_mode & 0o777  # what the umask gives a plain file
     for tmp, final in staged:
+        os.chmod(tmp, mode)  # safetensors writes its file 0600: a checkpoint others cannot read
         os.replace(tmp, final)
     fd = os.open(path, os.O_RDONLY)
     try:

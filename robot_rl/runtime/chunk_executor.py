@@ -95,10 +95,6 @@ class ChunkExecutor:
         """The current chunk's actions (M, A), or None."""
         return None if self._chunk is None else self._chunk.actions
 
-    @property
-    def chunk_stamp(self) -> float | None:
-        return None if self._chunk is None else self._chunk.stamp
-
     def tick(self, t: float) -> Tick:
         """One control tick at observation time `t` (ticks come in increasing time)."""
         reset = self.last_tick is not None and t < self.last_tick - 0.5 * self.dt

@@ -42,6 +42,7 @@ class DiffusionTrainConfig:
     successful_only: bool = True
     val_fraction: float = 0.0  # held-out episodes for the loss / action-error curves
     eval_every: int = 2_000
+    log_every: int = 200  # a curves.csv row (loss, lr) this often; evaluations add action error and success
     eval_windows: int = 256  # windows scored for the action error at each evaluation
     seed: int = 0
     device: str = "cpu"
@@ -55,8 +56,8 @@ class DiffusionTrainConfig:
     policy: DiffusionConfig = field(default_factory=DiffusionConfig)
 
     def __post_init__(self):
-        if self.num_steps < 1 or self.batch_size < 1 or self.eval_every < 1:
-            raise ConfigError("DiffusionTrainConfig: num_steps, batch_size and eval_every must be >= 1")
+        if self.num_steps < 1 or self.batch_size < 1 or self.eval_every < 1 or self.log_every < 1:
+            raise ConfigError("DiffusionTrainConfig: num_steps, batch_size, eval_every and log_every must be >= 1")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"DiffusionTrainConfig: val_fraction must be in [0, 1), got {self.val_fraction}")
         from robot_rl.train.deployment import deployment_grid
@@ -175,12 +176,18 @@ def train_diffusion(tc: DiffusionTrainConfig, dataset, evaluate: EvalFn | None =
     rows: list[dict] = []
     best = {"metric": best_metric, "step": None, "success_rate": None}
     start, losses, order, cursor = time.perf_counter(), [], rng.permutation(len(windows)), 0
+    recent: list[float] = []  # losses since the last curves row
+
+    def log_row(step: int) -> dict:
+        row = {"step": step, "wall_s": round(time.perf_counter() - start, 1), "lr": lr_schedule.get_last_lr()[0],
+               "train_loss": float(np.mean(recent)) if recent else float("nan"), "ema_decay": ema.decay}
+        recent.clear()
+        return row
 
     def run_eval(step: int) -> None:
         nonlocal best
         model = ema.model
-        row = {"step": step, "wall_s": round(time.perf_counter() - start, 1), "lr": lr_schedule.get_last_lr()[0],
-               "train_loss": float(np.mean(losses)) if losses else float("nan"), "ema_decay": ema.decay}
+        row = log_row(step)
         scored_on = "val" if val_windows else "train"
         row.update({f"{scored_on}_{k}": v for k, v in score_windows(model, score_batch).items()})
         if evaluate is not None:
@@ -211,12 +218,16 @@ def train_diffusion(tc: DiffusionTrainConfig, dataset, evaluate: EvalFn | None =
         ema.update(policy)
 
         losses.append(loss.item())
+        recent.append(losses[-1])
         if step == 1:
             first_loss = losses[0]
         if step % 50 == 0:
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}", lr=f"{lr_schedule.get_last_lr()[0]:.1e}")
         if step % tc.eval_every == 0 or step == tc.num_steps:
             run_eval(step)
+        elif step % tc.log_every == 0:  # the loss between evaluations: the CSV now, the PNG at the next evaluation
+            rows.append(log_row(step))
+            write_curves(out, rows, plot=False)
 
     deployment = None
     if evaluate is not None and best["step"] is not None and tc.deploy_noise_scales:
@@ -247,19 +258,23 @@ def train_diffusion(tc: DiffusionTrainConfig, dataset, evaluate: EvalFn | None =
     return summary
 
 
-def write_curves(out: Path, rows: list[dict], copies=()) -> None:
-    """curves.csv + curves.png (loss, action error, success vs step) in `out` and each copy."""
+def write_curves(out: Path, rows: list[dict], copies=(), plot: bool = True) -> None:
+    """curves.csv + curves.png (loss, action error, success vs step) in `out` and each copy; a
+    row holds what was measured at its step (evaluations: action error and success too)."""
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    tmp = out / ".curves.csv.tmp"
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)
+    tmp.replace(out / "curves.csv")
+    if not plot:
+        return
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fields = list(dict.fromkeys(k for r in rows for k in r))
-    with open(out / "curves.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields)
-        w.writeheader()
-        w.writerows(rows)
-    steps = [r["step"] for r in rows]
     panels = [("loss", [k for k in fields if k.endswith("loss")]),
               ("action MSE (normalized)", [k for k in fields if k.endswith("action_mse")]),
               ("success rate", [k for k in fields if k == "success_rate"])]
@@ -267,7 +282,9 @@ def write_curves(out: Path, rows: list[dict], copies=()) -> None:
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.2), squeeze=False)
     for ax, (title, keys) in zip(axes[0], panels):
         for k in keys:
-            ax.plot(steps, [r.get(k, float("nan")) for r in rows], marker="o", label=k)
+            measured = [r for r in rows if k in r]
+            ax.plot([r["step"] for r in measured], [r[k] for r in measured], marker="o" if len(measured) < 30 else None,
+                    label=k)
         if title != "success rate":
             ax.set_yscale("log")
         else:
@@ -335,6 +352,7 @@ def add_arguments(parser) -> None:
                         help="train on failed episodes too (a generalist of mixed quality); default: successes only")
     parser.add_argument("--val-fraction", type=float, default=t.val_fraction)
     parser.add_argument("--eval-every", type=int, default=t.eval_every)
+    parser.add_argument("--log-every", type=int, default=t.log_every, help="a curves.csv row (loss, lr) every this many steps")
     parser.add_argument("--eval-episodes", type=int, default=50, help="simulator episodes per evaluation (0: none)")
     parser.add_argument("--down-dims", type=int, nargs="+", default=list(d.down_dims))
     parser.add_argument("--pointnet-dims", type=int, nargs="+", default=list(d.pointnet_dims),
@@ -367,7 +385,7 @@ def run(args) -> int:
     from robot_rl.data.follow import EpisodeFollower
 
     device("--device", args.device)
-    for flag in ("num_steps", "batch_size", "eval_every"):
+    for flag in ("num_steps", "batch_size", "eval_every", "log_every"):
         at_least(f"--{flag.replace('_', '-')}", getattr(args, flag), 1)
     at_least("--eval-episodes", args.eval_episodes, 0)
     output_folder("--out", args.out)
@@ -391,6 +409,7 @@ def run(args) -> int:
     tc = DiffusionTrainConfig(dataset=args.dataset, out=args.out, num_steps=args.num_steps,
                               batch_size=args.batch_size, max_episodes=args.max_episodes,
                               val_fraction=args.val_fraction, eval_every=args.eval_every, seed=args.seed,
+                              log_every=args.log_every,
                               device=args.device, torch_threads=args.torch_threads,
                               init_checkpoint=args.init_checkpoint, lr=args.lr,
                               successful_only=not args.all_episodes, policy=policy,
