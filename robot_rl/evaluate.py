@@ -10,8 +10,10 @@ import argparse
 import json
 import time
 
-from robot_rl.cli_checks import at_least, output_file
-from robot_rl.sim.rollout import evaluate
+from robot_rl.cli_checks import at_least, output_file, output_folder
+from robot_rl.eval_report import slug, write_report
+from robot_rl.sim.rollout import evaluate, run_episode
+from robot_rl.video import write_video
 
 
 def env_kwargs_for_policy(policy, spec: str = "") -> dict:
@@ -47,6 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--robot", default=None, help="the simulated arm (arm, ur_arm); default: the one the "
                         "checkpoint was trained on")
     parser.add_argument("--out", help="write the results as JSON here")
+    parser.add_argument("--report", help="folder for a report: success and length per seed (report.json), "
+                        "success_over_seeds.png, and MP4s of the first failures")
+    parser.add_argument("--report-videos", type=int, default=3, help="failures per variant written as MP4 (--report)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -59,7 +64,9 @@ def run(args: argparse.Namespace) -> int:
     at_least("--num-samples", args.num_samples, 1)
     at_least("--beta", args.beta, 0)
     at_least("--action-horizon", args.action_horizon, 0)
+    at_least("--report-videos", args.report_videos, 0)
     out = output_file("--out", args.out)  # before the evaluation, not after it
+    report_dir = output_folder("--report", args.report) if args.report else None
     seeds = range(args.seed, args.seed + args.num_episodes)
     value = None
     if args.value:  # loaded (and its kind checked) before any episode runs
@@ -89,13 +96,18 @@ def run(args: argparse.Namespace) -> int:
     results = {"task": args.task, "episodes": args.num_episodes, "seed": args.seed,
                "action_horizon": getattr(config, "action_horizon", None),
                "noise_scale": getattr(config, "noise_scale", None)}
-    rows = []
+    rows, variants, videos = [], {}, {}
 
     def record(name: str, policy, **extra) -> None:
         start = time.perf_counter()
         r = evaluate(args.task, policy, seeds, env=env)
         rows.append({"variant": name, "success": r["success_rate"], **extra,
                      "wall_s": round(time.perf_counter() - start, 1)})
+        variants[name] = r
+        if report_dir is not None:  # the first failures again, filmed: same start, same policy seed
+            failed = [s for s, ok in zip(seeds, r["successes"]) if not ok][: args.report_videos]
+            videos[name] = {s: write_video(report_dir / f"{slug(name)}_seed{s}.mp4",
+                                           run_episode(env, policy, s, video=True).video) for s in failed}
         print(f"{name:<28} success {r['success_rate']:.2f}  ({args.num_episodes} episodes, "
               f"{rows[-1]['wall_s']} s)", flush=True)
 
@@ -123,5 +135,8 @@ def run(args: argparse.Namespace) -> int:
     if out:
         with open(out, "w") as f:
             json.dump(results, f, indent=2)
+    if report_dir is not None:
+        print(f"report: {write_report(report_dir, args.task, seeds, variants, videos)}, "
+              f"{sum(map(len, videos.values()))} failure videos", flush=True)
     print(json.dumps(results))
     return 0

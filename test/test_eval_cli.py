@@ -156,3 +156,25 @@ def test_trainers_refuse_an_empty_dataset_and_a_missing_device(tmp_path):
         r = subprocess.run([sys.executable, "-m", "robot_rl.cli", "train", "diffusion", "--dataset", tmp_path / "empty",
                             "--device", "cuda"], capture_output=True, text=True, timeout=120)
         assert r.returncode == 2 and "--device: device cuda requested but CUDA is not available" in r.stderr
+
+
+def test_eval_report_has_every_seed_a_plot_and_videos_of_the_first_failures(tmp_path):
+    """`--report DIR`: success and length per seed for each variant, the PNG, and each filmed failure
+    is that seed's episode again (its length matches the evaluation's)."""
+    import imageio.v3 as iio
+
+    report = tmp_path / "report"
+    r = robot_rl_eval("--task", "reach", "--policy", "expert:reach:poor", "--num-episodes", 8, "--seed", 0,
+                      "--report", report, "--report-videos", 2)
+    assert r.returncode == 0, r.stderr
+    data = json.loads((report / "report.json").read_text())
+    base = data["variants"]["base"]
+    assert data["seeds"] == list(range(8)) and len(base["successes"]) == len(base["lengths"]) == 8
+    assert base["success_rate"] == sum(base["successes"]) / 8 == json.loads(r.stdout.splitlines()[-1])["base_success"]
+    failed = [s for s, ok in zip(data["seeds"], base["successes"]) if not ok][:2]
+    assert failed, "the poor expert fails on some of these seeds"
+    assert sorted(base["failure_videos"]) == sorted(map(str, failed))
+    for seed in failed:
+        frames = iio.imread(report / base["failure_videos"][str(seed)], index=None)
+        assert len(frames) == base["lengths"][seed] + 1  # the first frame, then one per step
+    assert (report / "success_over_seeds.png").stat().st_size > 0

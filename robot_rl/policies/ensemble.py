@@ -43,7 +43,7 @@ class EnsembleLayerNorm(nn.Module):
 
 
 class CriticEnsemble(nn.Module):
-    """E MLPs Q(x) -> (E, B, out_dim); `out_dim` > 1 for HL-Gauss logits."""
+    """E MLPs Q(x) -> (E, B, out_dim)."""
 
     def __init__(self, in_dim: int, members: int = 2, hidden: int = 256, layers: int = 2,
                  out_dim: int = 1, layer_norm: bool = True):

@@ -24,6 +24,7 @@ from std_srvs.srv import Trigger
 
 from robot_rl.errors import ConfigError, RobotRLError
 from robot_rl.ros import msgs
+from robot_rl.video import write_video
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 _TIME_RE = re.compile(r"time (\S+)")
@@ -190,17 +191,6 @@ class EpisodeRunner(Node):
     def take_frames(self) -> list:
         frames, self._frames = self._frames or [], None
         return frames
-
-
-def write_video(path: str, frames: list, fps: float) -> None:
-    import imageio.v2 as imageio
-
-    if not frames:
-        raise RobotRLError(f"no camera frames for {path}; start the sim with cameras:=[front]")
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(path).with_suffix(".partial.mp4")
-    imageio.mimsave(tmp, frames, fps=fps, macro_block_size=1)
-    tmp.replace(path)  # never a half-written file under the real name
 
 
 def run_episodes(config: EpisodeRunnerConfig, log=print) -> dict:

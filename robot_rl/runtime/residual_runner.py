@@ -33,7 +33,7 @@ from robot_rl.runtime.observations import LatestMessages, Missing
 from robot_rl.runtime.logs import WarnOnce
 
 OBS_KEYS = ("joint_pos", "joint_vel", "ee_pos", "ee_quat", "object_poses")
-OVERRIDES = ("warmup_steps", "critic_warmup_updates", "batch_size", "utd_ratio", "exploration_noise", "noise_correlation")
+OVERRIDES = ("warmup_steps", "critic_warmup_updates", "batch_size", "utd_ratio", "exploration_noise")
 
 
 @dataclass
@@ -51,7 +51,6 @@ class ResidualPolicyConfig(ArmConfig, CameraConfig):
     batch_size: int = field(default=-1, metadata={"help": "learn: batch size; -1: the checkpoint's"})
     utd_ratio: int = field(default=-1, metadata={"help": "learn: updates per transition; -1: the checkpoint's"})
     exploration_noise: float = field(default=-1.0, metadata={"help": "learn: noise std in units of residual_scale; -1: the checkpoint's"})
-    noise_correlation: float = field(default=-1.0, metadata={"help": "learn: AR(1) correlation of that noise between ticks; -1: the checkpoint's"})
     residual_space: str = field(default="", metadata={"help": "learn without residual_checkpoint: joint or task (held TCP offset); empty: ResidualConfig's default"})
     demo_dataset: str = field(default="", metadata={"help": "learn: demonstrations for the demo buffer (needs base_checkpoint)"})
     base_checkpoint: str = field(default="", metadata={"help": "the base as a policy, to relabel demo_dataset (a checkpoint folder, expert:<task> or hold), and the perception base whose frozen encoder gives base_features (read from its camera topics)"})

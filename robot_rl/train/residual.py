@@ -88,7 +88,7 @@ def train(tc: ResidualTrainConfig, make_base, demos=None, progress: bool = True)
     bar = tqdm(range(1, tc.total_env_steps + 1), desc=f"residual {tc.task}", disable=not progress)
     run_eval(0)
     space = space_for(cfg)  # the training episodes' correction state (task space: the held offset)
-    explore = ExplorationNoise(cfg.correction_dim, cfg.noise_correlation, learner.rng)
+    explore = ExplorationNoise(cfg.correction_dim, learner.rng)
 
     def state(o: dict, base_action: np.ndarray) -> np.ndarray:
         return np.concatenate([state_vector(o, cfg.obs_keys, base_action, cfg.robot), space.features()])

@@ -16,7 +16,6 @@ KNOBS = {
     "utd_ratio": None,
     "n_step": None,
     "exploration_noise": "Gaussian noise std on the executed action, in units of residual_scale",
-    "noise_correlation": "AR(1) correlation of the exploration noise from one step to the next (0: white)",
     "target_noise": "TD3 target smoothing noise std, in units of residual_scale",
     "noise_clip": "clip of the target smoothing noise, in units of residual_scale",
     "warmup_steps": "env steps of base + small-noise rollouts before learning",
@@ -79,13 +78,12 @@ def add_algo_arguments(parser: argparse.ArgumentParser) -> None:
     for name, help_text in KNOBS.items():
         default = getattr(ResidualConfig, name)
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default, help=help_text)
-    parser.add_argument("--hl-gauss", action="store_true")
 
 
 def algo_config(args: argparse.Namespace, robot: str = "arm") -> ResidualConfig:
     scale = arm_gripper_scale(args.residual_space, *args.residual_scale, robot) if args.residual_scale else ()
     return ResidualConfig(obs_keys=tuple(args.obs_keys), residual_space=args.residual_space, residual_scale=scale,
-                          hl_gauss=args.hl_gauss, robot=robot, **{name: getattr(args, name) for name in KNOBS})
+                          robot=robot, **{name: getattr(args, name) for name in KNOBS})
 
 
 def train_config(args: argparse.Namespace, robot: str = "arm") -> ResidualTrainConfig:

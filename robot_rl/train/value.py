@@ -56,16 +56,14 @@ class ValueLearner:
         self.critic_opt = torch.optim.Adam(params, lr=cfg.lr)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.lr)
 
-    def td_loss(self, q_out, target):
-        """MSE, or HL-Gauss cross-entropy when the critic outputs bins."""
-        if self.critic.hl is not None:
-            return self.critic.hl.loss(q_out, target.expand(q_out.shape[0], -1))
-        return F.mse_loss(q_out, target.expand_as(q_out))
+    @staticmethod
+    def td_loss(q, target):
+        """MSE of every member's (E, B) values against the (B,) target."""
+        return F.mse_loss(q, target.expand_as(q))
 
     def update(self, b: dict) -> dict:
         cfg = self.cfg
         o, a, o2 = self.norm.obs(b["obs"]), self.norm.chunk(b["chunk"]), self.norm.obs(b["next_obs"])
-        q_out = self.critic.logits(o, a)
         q_data = self.critic(o, a)  # (E, B)
         logs = {}
         # --- critic (and IQL's V) -------------------------------------------------------------
@@ -75,7 +73,7 @@ class ValueLearner:
                 target = b["reward"] + b["discount"] * self.value(o2)[0, :, 0]
             diff = q_t - self.value(o)[0, :, 0]
             v_loss = (torch.where(diff > 0, cfg.iql_expectile, 1 - cfg.iql_expectile) * diff.pow(2)).mean()
-            critic_loss = self.td_loss(q_out, target) + v_loss
+            critic_loss = self.td_loss(q_data, target) + v_loss
             logs["v_loss"] = v_loss.item()
         else:
             with torch.no_grad():
@@ -91,7 +89,7 @@ class ValueLearner:
             cat = torch.cat([q_rand - d * math.log(0.5), q_pi - logp[None], q_pi2 - logp2[None]], -1)
             push_down = torch.logsumexp(cat / cfg.cql_temperature, -1) * cfg.cql_temperature
             cql = (push_down - q_data).mean()
-            critic_loss = self.td_loss(q_out, target) + cfg.cql_alpha * cql
+            critic_loss = self.td_loss(q_data, target) + cfg.cql_alpha * cql
             logs["cql"] = cql.item()
         self.critic_opt.zero_grad(set_to_none=True)
         critic_loss.backward()

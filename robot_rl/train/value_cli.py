@@ -22,7 +22,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cql-num-actions", type=int, default=d.cql_num_actions)
     parser.add_argument("--iql-expectile", type=float, default=d.iql_expectile)
     parser.add_argument("--awr-temperature", type=float, default=d.awr_temperature)
-    parser.add_argument("--hl-gauss", action="store_true")
     parser.add_argument("--no-task-space", dest="task_space", action="store_false",
                         help="score joint targets only, without their TCP positions")
     parser.add_argument("--obs-keys", nargs="+", default=list(d.obs_keys),
@@ -47,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     algo = ValueConfig(algo=args.algo, num_steps=args.num_steps, chunk=args.chunk, reward=args.reward,
                        num_critics=args.num_critics, hidden=args.hidden, batch_size=args.batch_size,
                        cql_alpha=args.cql_alpha, cql_num_actions=args.cql_num_actions, iql_expectile=args.iql_expectile,
-                       awr_temperature=args.awr_temperature, hl_gauss=args.hl_gauss, task_space=args.task_space,
+                       awr_temperature=args.awr_temperature, task_space=args.task_space,
                        obs_keys=tuple(args.obs_keys))
     tc = ValueTrainConfig(dataset=args.dataset, out=args.out, eval_every=args.eval_every, seed=args.seed,
                           base=args.base, algo=algo)

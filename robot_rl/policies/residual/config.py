@@ -50,7 +50,6 @@ class ResidualConfig:
     target_noise: float = 0.2     # TD3 target smoothing, in units of residual_scale
     noise_clip: float = 0.5
     exploration_noise: float = 0.1
-    noise_correlation: float = 0.0  # AR(1) correlation of the exploration noise between steps (noise.py)
     grad_clip: float = 10.0
     # L2 on the pre-tanh correction: keeps the actor off tanh's flat tails, where its gradient
     # vanishes and a residual pushed to +-scale by an early, wrong critic could never come back.
@@ -60,10 +59,8 @@ class ResidualConfig:
     bc_weight: float = 0.0
     warmup_steps: int = 2000      # env steps of base + small-noise rollouts before learning
     critic_warmup_updates: int = 1000  # critic-only updates before the actor moves
-    hl_gauss: bool = False
-    hl_bins: int = 51
-    v_min: float = 0.0            # return range of the sparse reward: TD targets are clipped to it,
-    v_max: float = 1.0            # and it is the HL-Gauss support
+    v_min: float = 0.0            # return range of the sparse reward: TD targets are clipped to it
+    v_max: float = 1.0
     buffer_size: int = 300_000
 
     def __post_init__(self):

@@ -15,7 +15,6 @@ import torch
 from robot_rl.data.replay import NStepWriter, ReplayBuffer, sample_symmetric
 from robot_rl.policies.chunk_context import act_with_context
 from robot_rl.policies.features import BASE_KEYS, recorded_keys, state_matrix
-from robot_rl.policies.hlgauss import HLGauss
 from robot_rl.policies.residual.config import ResidualConfig
 from robot_rl.policies.residual.model import ResidualActor, ResidualCritic
 from robot_rl.policies.residual.space import space_for
@@ -34,15 +33,10 @@ class Learner:
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.actor_opt = torch.optim.Adam(self.actor.net.parameters(), lr=cfg.actor_lr)
         self.critic_opt = torch.optim.Adam(self.critic.ensemble.parameters(), lr=cfg.critic_lr)
-        self.hl = HLGauss(cfg.v_min, cfg.v_max, cfg.hl_bins) if cfg.hl_gauss else None
         self.online = ReplayBuffer(cfg.buffer_size, obs_dim, cfg.action_dim, cfg.correction_dim)
         self.demos = ReplayBuffer(cfg.buffer_size, obs_dim, cfg.action_dim, cfg.correction_dim)
         self.updates = 0
         self.stats = {"critic_loss": float("nan"), "actor_loss": float("nan"), "q_mean": float("nan")}
-
-    def q_values(self, critic, obs, base, correction, members=None) -> torch.Tensor:
-        out = critic(obs, base, correction, members)
-        return self.hl.to_scalar(out) if self.hl is not None else out
 
     @torch.no_grad()
     def td_target(self, b: dict, pair) -> torch.Tensor:
@@ -50,8 +44,8 @@ class Learner:
         cfg = self.cfg
         noise = (torch.randn_like(b["action"]) * cfg.target_noise).clamp(-cfg.noise_clip, cfg.noise_clip)
         next_correction = (self.actor_target.raw(b["next_obs"], b["next_base"]) + noise).clamp(-1, 1)
-        q_next = self.q_values(self.critic_target, b["next_obs"], b["next_base"], next_correction,
-                               torch.as_tensor(pair))  # only the pair's two heads
+        q_next = self.critic_target(b["next_obs"], b["next_base"], next_correction,
+                                    torch.as_tensor(pair))  # only the pair's two heads
         target = b["reward"] + b["discount"] * q_next.min(0).values
         # A sparse 0/1 reward bounds every return to [v_min, v_max]: a target outside is bootstrap
         # error, and letting it through feeds the overestimation the actor then exploits.
@@ -61,11 +55,7 @@ class Learner:
         cfg = self.cfg
         b = sample_symmetric(self.online, self.demos, cfg.batch_size, self.rng)
         target = self.td_target(b, self.rng.choice(cfg.num_critics, 2, replace=False))
-        out = self.critic(b["obs"], b["base"], b["action"])
-        if self.hl is not None:
-            critic_loss = self.hl.loss(out, target.expand(cfg.num_critics, -1))
-        else:
-            critic_loss = ((out - target) ** 2).mean()
+        critic_loss = ((self.critic(b["obs"], b["base"], b["action"]) - target) ** 2).mean()
         self.critic_opt.zero_grad(set_to_none=True)
         critic_loss.backward()
         torch.nn.utils.clip_grad_norm_(self.critic.ensemble.parameters(), cfg.grad_clip)
@@ -75,7 +65,7 @@ class Learner:
 
         if train_actor and self.updates % cfg.actor_delay == 0:
             pre = self.actor.pre(b["obs"], b["base"])
-            q_pi = self.q_values(self.critic, b["obs"], b["base"], torch.tanh(pre))
+            q_pi = self.critic(b["obs"], b["base"], torch.tanh(pre))
             actor_loss = -q_pi.mean() + cfg.residual_penalty * pre.pow(2).mean()  # Q: mean over members
             if cfg.bc_weight > 0 and b["demo"].any():  # TD3+BC on the demo rows: their corrections
                 demo = b["demo"].bool()

@@ -86,21 +86,19 @@ class ResidualActor(nn.Module):
 
 
 class ResidualCritic(nn.Module):
-    """Q(o, a_base, c) for every ensemble member: (E, B) values or (E, B, bins) logits; the
-    correction c enters scaled by its space's `critic_units` (space.py)."""
+    """Q(o, a_base, c) for every ensemble member: (E, B) values; the correction c enters scaled
+    by its space's `critic_units` (space.py)."""
 
     def __init__(self, obs_dim: int, cfg: ResidualConfig, normalizer: Normalizer):
         super().__init__()
-        out = cfg.hl_bins if cfg.hl_gauss else 1
         self.ensemble = CriticEnsemble(obs_dim + cfg.action_dim + cfg.correction_dim, cfg.num_critics,
-                                       cfg.critic_hidden, cfg.critic_layers, out, layer_norm=True)
+                                       cfg.critic_hidden, cfg.critic_layers, 1, layer_norm=True)
         self.norm = normalizer
         self.register_buffer("units", torch.tensor(space_for(cfg).critic_units(), dtype=torch.float32))
 
     def forward(self, obs, base, correction, members: torch.Tensor | None = None):
         x = torch.cat([self.norm.obs(obs), self.norm.action(base), correction * self.units], -1)
-        out = self.ensemble(x, members)
-        return out.squeeze(-1) if out.shape[-1] == 1 else out
+        return self.ensemble(x, members).squeeze(-1)
 
 
 class ResidualPolicy:

@@ -1,9 +1,8 @@
-"""Exploration noise of the residual, in correction units: Gaussian, optionally correlated in time.
+"""Exploration noise of the residual, in correction units: white Gaussian, independent per step.
 
-White noise on absolute joint targets averages out within a step or two of the position
-controller: the data then never shows what a correction held for a while does, which is what
-fixes a base that is a few centimetres off. AR(1) noise with correlation rho keeps the same
-per-step std and holds a deviation for about 1 / (1 - rho) steps.
+AR(1)-correlated noise (a deviation held for about 1 / (1 - rho) steps, on the idea that white
+noise on absolute joint targets averages out in the position controller) was tried and did not
+help (docs/results.md), so the noise is plain white: one fresh N(0, std^2) draw per step.
 """
 from __future__ import annotations
 
@@ -11,18 +10,12 @@ import numpy as np
 
 
 class ExplorationNoise:
-    def __init__(self, dim: int, correlation: float = 0.0, rng: np.random.Generator | None = None):
-        if not 0.0 <= correlation < 1.0:
-            raise ValueError(f"noise correlation must be in [0, 1), not {correlation}")
-        self.dim, self.correlation = dim, correlation
+    def __init__(self, dim: int, rng: np.random.Generator | None = None):
+        self.dim = dim
         self.rng = rng if rng is not None else np.random.default_rng()
-        self.state = np.zeros(dim)
 
     def reset(self) -> None:
-        """A new episode: a fresh draw, uncorrelated with the last episode's."""
-        self.state = self.rng.standard_normal(self.dim)
+        """A new episode: white noise has no state to clear (kept for the trainers' episode loop)."""
 
     def sample(self, std: float) -> np.ndarray:
-        rho = self.correlation
-        self.state = rho * self.state + np.sqrt(1.0 - rho**2) * self.rng.standard_normal(self.dim)
-        return std * self.state
+        return std * self.rng.standard_normal(self.dim)

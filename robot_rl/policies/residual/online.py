@@ -66,7 +66,7 @@ class OnlineResidual:
         self.checkpoint_every, self.seed, self.demos, self.log = checkpoint_every, seed, demos, log
         self.rng = np.random.default_rng(seed)
         self.space = space_for(cfg)  # control thread: the correction state of the running episode
-        self.noise = ExplorationNoise(cfg.correction_dim, cfg.noise_correlation, self.rng)
+        self.noise = ExplorationNoise(cfg.correction_dim, self.rng)
         self.lock = threading.Lock()  # the snapshot's weights
         self.steps = 0  # transitions recorded (control thread): decides the warm-up exploration
         self.updates = 0

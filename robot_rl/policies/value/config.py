@@ -32,10 +32,6 @@ class ValueConfig:
     # IQL: expectile regression of V, AWR extraction of the actor.
     iql_expectile: float = 0.7
     awr_temperature: float = 3.0
-    hl_gauss: bool = False
-    hl_bins: int = 51
-    v_min: float = -1.0
-    v_max: float = 1.0
 
     def __post_init__(self):
         self.obs_keys = tuple(self.obs_keys)

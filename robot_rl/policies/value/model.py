@@ -16,7 +16,6 @@ from robot_rl.errors import ConfigError, DataError
 from robot_rl.policies import checkpoint
 from robot_rl.policies.config_fields import check_fields
 from robot_rl.policies.ensemble import CriticEnsemble
-from robot_rl.policies.hlgauss import HLGauss
 from robot_rl.policies.features import state_vector
 from robot_rl.policies.value.config import ValueConfig
 from robot_rl.policies.value.task_space import OFFSET_RANGE, with_offsets
@@ -46,10 +45,6 @@ class ValueNormalizer(nn.Module):
         """(B, H, F) chunk features (`chunk_features`) -> (B, H*F) in [-1, 1]."""
         return (2 * (a - self.act_low) / (self.act_high - self.act_low) - 1).flatten(1)
 
-    def unchunk(self, z, horizon: int):
-        z = z.reshape(z.shape[0], horizon, -1)
-        return self.act_low + (z + 1) * (self.act_high - self.act_low) / 2
-
     def to_json(self) -> dict:
         return {k: v.tolist() for k, v in self.state_dict().items()}
 
@@ -63,22 +58,15 @@ def _mlp(in_dim, hidden, layers, out_dim) -> nn.Sequential:
 
 
 class ChunkCritic(nn.Module):
-    """Q(o, chunk) -> (E, B) scalars, or (E, B, bins) logits with HL-Gauss."""
+    """Q(o, chunk) -> (E, B) scalars for normalised inputs."""
 
     def __init__(self, obs_dim: int, cfg: ValueConfig):
         super().__init__()
         self.ensemble = CriticEnsemble(obs_dim + cfg.chunk_dim, cfg.num_critics, cfg.hidden, cfg.layers,
-                                       cfg.hl_bins if cfg.hl_gauss else 1, layer_norm=True)
-        self.hl = HLGauss(cfg.v_min, cfg.v_max, cfg.hl_bins) if cfg.hl_gauss else None
-
-    def logits(self, obs_n, chunk_n):
-        """Raw outputs for normalised inputs: (E, B) or (E, B, bins)."""
-        out = self.ensemble(torch.cat([obs_n, chunk_n], -1))
-        return out.squeeze(-1) if self.hl is None else out
+                                       1, layer_norm=True)
 
     def forward(self, obs_n, chunk_n):
-        out = self.logits(obs_n, chunk_n)
-        return out if self.hl is None else self.hl.to_scalar(out)
+        return self.ensemble(torch.cat([obs_n, chunk_n], -1)).squeeze(-1)
 
 
 class ChunkActor(nn.Module):
