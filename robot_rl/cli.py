@@ -17,7 +17,7 @@ from robot_rl.errors import RobotRLError
 VERBS: dict[str, tuple[str, str]] = {
     "bringup": ("robot_rl.bringup", "start a node graph (as launch/<name>.launch.py) without ROS launch"),
     "episodes": ("robot_rl.ros.episode_runner_node", "run N episodes through the running graph and report the success rate"),
-    "dataset": ("robot_rl.data.tools", "episode datasets: from-bag, info, merge, split, export (LeRobot), repair-bag"),
+    "dataset": ("robot_rl.data.tools", "episode datasets: from-bag, info, view, merge, split, export (LeRobot), repair-bag"),
     "collect": ("robot_rl.data.collect", "roll out scripted experts in the simulator into an episode dataset"),
     "train": ("robot_rl.train.cli", "train a policy or critic: diffusion, value, residual"),
     "eval": ("robot_rl.evaluate", "success in sim of a policy, steered (V-GPS) and with a residual, same seeds"),

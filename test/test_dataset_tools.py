@@ -488,3 +488,24 @@ def test_from_bag_resamples_a_drivers_point_clouds_into_the_base_frame(tmp_path)
     n = len(ep["points"])
     assert len(sizes) > 1 and n >= 6 and ep["points"].shape == (n, 256, 3)
     np.testing.assert_allclose(ep["points"], expected[:n], atol=1e-5)
+
+
+def test_view_plots_an_episode_and_plays_each_camera(tmp_path):
+    """`dataset view`: a PNG of the low-dim keys and one MP4 per camera key with a frame per step;
+    an episode the dataset does not have is one line, exit 2."""
+    import imageio.v3 as iio
+
+    from robot_rl.data.collect import collect
+
+    ds = collect("reach", tmp_path / "d", 1, progress=False, cameras=("front",), image_size=(48, 32), depth=True)
+    r = cli("dataset", "view", tmp_path / "d", "--episode", 0, "--out", tmp_path / "view")
+    assert r.returncode == 0, r.stderr
+    length = ds.episode_lengths[0]
+    assert (tmp_path / "view" / "episode_0.png").stat().st_size > 0
+    for name in ("episode_0_front.mp4", "episode_0_front_depth.mp4"):
+        frames = iio.imread(tmp_path / "view" / name, index=None)
+        assert frames.shape[:3] == (length, 32, 48), (name, frames.shape)
+    rgb = iio.imread(tmp_path / "view" / "episode_0_front.mp4", index=None)
+    assert np.abs(rgb.astype(int) - ds.load_episode(0)["front_rgb"].astype(int)).mean() < 12  # lossy H.264
+    r = cli("dataset", "view", tmp_path / "d", "--episode", 5, "--out", tmp_path / "view")
+    assert r.returncode == 2 and "no episode 5" in r.stderr and len(r.stderr.strip().splitlines()) == 1

@@ -499,6 +499,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--robot-type", default="robot_rl_arm")
     p = sub.add_parser("repair-bag", help="salvage the files a killed recorder left open")
     p.add_argument("bag")
+    p = sub.add_parser("view", help="an episode as pictures: low-dim keys plotted (PNG), each camera as an MP4")
+    p.add_argument("dataset")
+    p.add_argument("--episode", type=int, default=0)
+    p.add_argument("--out", required=True, help="folder for episode_<i>.png and episode_<i>_<cam>.mp4")
 
 
 def run(args) -> int:
@@ -521,6 +525,12 @@ def run(args) -> int:
 
         out = export_lerobot(args.dataset, args.out, repo_id=args.repo_id, robot_type=args.robot_type)
         print(f"exported {args.dataset} to {out} (LeRobot v3.0 layout)")
+    elif args.action == "view":
+        from robot_rl.cli_checks import output_folder
+        from robot_rl.data.view import view_episode
+
+        for path in view_episode(args.dataset, args.episode, output_folder("--out", args.out)):
+            print(f"wrote {path}")
     elif args.action == "repair-bag":
         recovered = repair_bag(args.bag)
         if not recovered:
