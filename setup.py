@@ -24,7 +24,7 @@ setup(
         ("share/ament_index/resource_index/packages", ["resource/" + PACKAGE]),
         ("share/" + PACKAGE, ["package.xml"]),
         ("share/" + PACKAGE + "/launch", files("launch/*.launch.py")),
-        ("share/" + PACKAGE + "/config", files("config/*.yaml")),
+        ("share/" + PACKAGE + "/config", files("config/*.yaml") + files("config/*.json")),
         ("share/" + PACKAGE + "/urdf", files("urdf/*")),
     ],
     install_requires=["setuptools"],

@@ -52,7 +52,7 @@ def test_colcon_installs_the_ros_layout(install):
     share = pkg / "share" / "robot_rl"
     assert (pkg / "share" / "ament_index" / "resource_index" / "packages" / "robot_rl").is_file()
     assert (share / "package.xml").read_text() == (ROOT / "package.xml").read_text()
-    for folder, pattern in (("launch", "*.launch.py"), ("config", "*.yaml"), ("urdf", "*")):
+    for folder, pattern in (("launch", "*.launch.py"), ("config", "*"), ("urdf", "*")):
         assert sorted(p.name for p in (share / folder).glob(pattern)) == sorted(p.name for p in (ROOT / folder).glob(pattern))
     for node in NODES:
         exe = pkg / "lib" / "robot_rl" / node
