@@ -32,7 +32,9 @@ def env_kwargs_for_policy(policy, spec: str = "") -> dict:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--task", required=True, choices=["reach", "push", "lift"])
+    parser.add_argument("--task", choices=["reach", "push", "lift"], help="the simulated arm's task (or --env)")
+    parser.add_argument("--env", default="", help="instead of --task: any gymnasium env with a dict observation "
+                        "(a registered id or module:Class; success from info['success'] or info['is_success'])")
     parser.add_argument("--policy", required=True, help="checkpoint folder or expert:<task>[:<quality>]")
     parser.add_argument("--value", help="value checkpoint: also evaluate V-GPS steering of --policy")
     parser.add_argument("--num-samples", type=int, nargs="+", default=[16], help="candidates N (several: a curve)")
@@ -55,11 +57,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from robot_rl.policies.fit import check_policy, check_residual_observation, policy_robot
+    from robot_rl.errors import ConfigError
+    from robot_rl.policies.fit import check_observations, check_policy, check_residual_observation, policy_robot
     from robot_rl.policies.loading import load_policy, with_deployment
     from robot_rl.robot import load_robot
     from robot_rl.sim.env import ArmEnv
 
+    if bool(args.task) == bool(args.env):
+        raise ConfigError("pass --task (the simulated arm) or --env (another gymnasium env), one of them")
     at_least("--num-episodes", args.num_episodes, 1)
     at_least("--num-samples", args.num_samples, 1)
     at_least("--beta", args.beta, 0)
@@ -84,30 +89,45 @@ def run(args: argparse.Namespace) -> int:
     given = {"noise_scale": args.noise_scale, "action_horizon": args.action_horizon or None}
     settings.update({k: v for k, v in given.items() if v is not None})
     base = with_deployment(load_policy(args.policy, robot=args.robot), args.policy, **settings)
-    robot = load_robot(args.robot) if args.robot else (policy_robot(base) or policy_robot(residual) or load_robot())
-    env = ArmEnv(args.task, robot=robot, **env_kwargs_for_policy(base, args.policy))
+    if args.env:  # not an arm of ours: only the observations can be checked
+        from robot_rl.envs import make_env
+
+        robot, env, where = None, make_env(args.env), f"--env {args.env}"
+    else:
+        robot = load_robot(args.robot) if args.robot else (policy_robot(base) or policy_robot(residual) or load_robot())
+        env, where = ArmEnv(args.task, robot=robot, **env_kwargs_for_policy(base, args.policy)), f"task {args.task}"
     shapes = {k: tuple(v.shape) for k, v in env.observation_space.spaces.items()}
-    check_policy(base, robot, shapes, f"--policy {args.policy}", f"task {args.task} on robot {robot.name!r}")
+
+    def check(policy, what: str) -> None:
+        if robot is None:
+            check_observations(policy, shapes, what, where)
+        else:
+            check_policy(policy, robot, shapes, what, f"{where} on robot {robot.name!r}")
+
+    check(base, f"--policy {args.policy}")
     if residual is not None:
-        check_policy(residual, robot, shapes, f"--residual {args.residual}", f"task {args.task} on robot {robot.name!r}")
-        check_residual_observation(residual, env.reset(seed=args.seed)[0], f"--residual {args.residual}", f"task {args.task}",
-                                   base)
+        check(residual, f"--residual {args.residual}")
+        check_residual_observation(residual, env.reset(seed=args.seed)[0], f"--residual {args.residual}", where, base)
     config = getattr(base, "config", None)
-    results = {"task": args.task, "episodes": args.num_episodes, "seed": args.seed,
+    task = args.task or args.env
+    results = {"task": task, "episodes": args.num_episodes, "seed": args.seed,
                "action_horizon": getattr(config, "action_horizon", None),
                "noise_scale": getattr(config, "noise_scale", None)}
     rows, variants, videos = [], {}, {}
 
     def record(name: str, policy, **extra) -> None:
         start = time.perf_counter()
-        r = evaluate(args.task, policy, seeds, env=env)
+        r = evaluate(task, policy, seeds, env=env)
         rows.append({"variant": name, "success": r["success_rate"], **extra,
                      "wall_s": round(time.perf_counter() - start, 1)})
         variants[name] = r
         if report_dir is not None:  # the first failures again, filmed: same start, same policy seed
             failed = [s for s, ok in zip(seeds, r["successes"]) if not ok][: args.report_videos]
-            videos[name] = {s: write_video(report_dir / f"{slug(name)}_seed{s}.mp4",
-                                           run_episode(env, policy, s, video=True).video) for s in failed}
+            videos[name] = {}
+            for s in failed:
+                frames = run_episode(env, policy, s, video=True).video
+                if frames and frames[0] is not None:  # an --env without rgb_array rendering films nothing
+                    videos[name][s] = write_video(report_dir / f"{slug(name)}_seed{s}.mp4", frames)
         print(f"{name:<28} success {r['success_rate']:.2f}  ({args.num_episodes} episodes, "
               f"{rows[-1]['wall_s']} s)", flush=True)
 
@@ -115,8 +135,7 @@ def run(args: argparse.Namespace) -> int:
     if value is not None:
         from robot_rl.policies.steering import SteeredPolicy
 
-        check_policy(value, robot, shapes, f"--value {args.value}")
-        from robot_rl.errors import ConfigError
+        check(value, f"--value {args.value}")
         from robot_rl.policies import base_view
 
         if base_view.KEY in value.cfg.obs_keys and not base_view.sees(base):
@@ -136,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
         with open(out, "w") as f:
             json.dump(results, f, indent=2)
     if report_dir is not None:
-        print(f"report: {write_report(report_dir, args.task, seeds, variants, videos)}, "
+        print(f"report: {write_report(report_dir, task, seeds, variants, videos)}, "
               f"{sum(map(len, videos.values()))} failure videos", flush=True)
     print(json.dumps(results))
     return 0

@@ -339,3 +339,48 @@ def test_a_residual_on_a_point_cloud_base_reads_what_the_base_sees(tmp_path):
     assert main(["eval", "--task", "reach", "--policy", str(base_dir), "--residual", str(tmp_path / "run" / "checkpoint"),
                  "--num-episodes", "1", "--out", str(out)]) == 0
     assert [r["variant"] for r in json.loads(out.read_text())["rows"]] == ["base", "base + residual"]
+
+
+def test_train_residual_on_a_gymnasium_env_that_is_not_ours(tmp_path):
+    """`robot-rl train residual --env module:Class` (test/toy_env.py: dict observation, Box actions,
+    info["is_success"]), nothing patched: the action limits and correction scale come from the
+    env's action space, the residual trains and evaluates there, and its checkpoint records both."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+    out = tmp_path / "run"
+    r = subprocess.run([sys.executable, "-m", "robot_rl.cli", "train", "residual", "--env", "toy_env:PointReach",
+                        "--base", "hold", "--obs-keys", "joint_pos", "goal", "--total-env-steps", "300",
+                        "--eval-every", "150", "--eval-episodes", "3", "--warmup-steps", "100",
+                        "--critic-warmup-updates", "20", "--actor-hidden", "32", "--critic-hidden", "32",
+                        "--out", str(out)], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert [row["env_steps"] for row in summary["curve"]] == [0, 150, 300] and summary["curve"][-1]["updates"] > 0
+    saved = json.loads((out / "checkpoint" / "config.json").read_text())
+    assert saved["robot"] == "" and saved["env"] == "toy_env:PointReach"
+    assert saved["action_low"] == [-1.0, -1.0] and saved["action_high"] == [1.0, 1.0]
+    assert saved["residual_scale"] == pytest.approx([0.05, 0.05])  # 5 % of the half-range
+    assert not (out / "checkpoint" / "robot.json").exists()
+    from robot_rl.policies.hold import HoldPosition
+    from toy_env import PointReach
+
+    policy = ResidualPolicy.from_checkpoint(out / "checkpoint", base=HoldPosition())
+    toy = PointReach()
+    obs, _ = toy.reset(seed=0)
+    policy.reset(seed=0)
+    action = policy.act(obs)
+    assert action.shape == (2,) and np.all(np.abs(action - obs["joint_pos"]) <= 0.05 + 1e-6)
+    scored = subprocess.run([sys.executable, "-m", "robot_rl.cli", "eval", "--env", "toy_env:PointReach", "--policy", "hold",
+                             "--residual", str(out / "checkpoint"), "--num-episodes", "3"], env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert scored.returncode == 0, scored.stderr[-2000:]
+    rows = json.loads(scored.stdout.splitlines()[-1])["rows"]
+    assert [row["variant"] for row in rows] == ["base", "base + residual"]
+    bad = subprocess.run([sys.executable, "-m", "robot_rl.cli", "train", "residual", "--env", "toy_env:Nope",
+                          "--base", "hold", "--out", str(tmp_path / "bad")], env=env, capture_output=True, text=True)
+    assert bad.returncode == 2 and "--env toy_env:Nope: cannot make it" in bad.stderr

@@ -327,7 +327,7 @@ class ResidualRunner(CameraCallbacks):
         vec = state_vector(obs, self.obs_keys, base, self.cfg.robot)  # derived keys may read the base action (features.py)
         if self.online is None and c.learn:  # no checkpoint, no demos: the first observation sizes it
             dim = len(vec) + self._features
-            self._start_learning(ResidualActor(dim, self.cfg, default_normalizer(dim, robot=self.cfg.robot)))
+            self._start_learning(ResidualActor(dim, self.cfg, default_normalizer(dim, limits=self.cfg.limits())))
         actor = self.online.actor if self.online else (self.policy.actor if self.policy else None)
         if actor is not None and len(vec) + self._features != actor.norm.obs_mean.numel():
             self.warn_once("dim", f"the observation {list(self.obs_keys)} has {len(vec)} values, the residual "

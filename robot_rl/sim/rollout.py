@@ -2,7 +2,8 @@
 
 A policy is anything with `reset(seed=None)` and `act(obs) -> action`; the scripted experts,
 learned policies and residual wrappers all run through these two functions, so "success rate"
-means the same thing everywhere.
+means the same thing everywhere. Any gymnasium env with a dict observation runs through them too
+(robot_rl/envs.py: success from info["success"] or info["is_success"]).
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
+from robot_rl.envs import episode_limit, sparse_reward, success_of
 from robot_rl.sim.env import ArmEnv
 
 
@@ -32,19 +34,19 @@ def run_episode(env: ArmEnv, policy, seed: int, record: bool = False, video: boo
     columns: dict[str, list] = {}
     frames_video = [env.render()] if video else []
     success, total, steps = False, 0.0, 0
-    for steps in range(1, (max_steps or env.max_steps) + 1):
+    for steps in range(1, episode_limit(env, max_steps) + 1):
         action = np.asarray(policy.act(obs), np.float32)
         next_obs, reward, terminated, truncated, info = env.step(action)
         if record:
             for key, value in obs.items():
                 columns.setdefault(key, []).append(value)
             columns.setdefault("action", []).append(action)
-            columns.setdefault("reward", []).append(np.float32(info["sparse_reward"]))
-            columns.setdefault("success", []).append(bool(info["success"]))
+            columns.setdefault("reward", []).append(np.float32(sparse_reward(info)))
+            columns.setdefault("success", []).append(success_of(info))
         if video:
             frames_video.append(env.render())
         total += float(reward)
-        obs, success = next_obs, bool(info["success"])
+        obs, success = next_obs, success_of(info)
         if terminated or truncated:
             break
     frames = {key: np.stack(values) for key, values in columns.items()}

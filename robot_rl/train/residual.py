@@ -25,6 +25,7 @@ from robot_rl.policies.residual.learner import Learner, demo_states, label_demos
 from robot_rl.policies.residual.model import ResidualPolicy, residual_normalizer
 from robot_rl.policies.residual.noise import ExplorationNoise
 from robot_rl.policies.residual.space import space_for
+from robot_rl.envs import make_env, sparse_reward, success_of
 from robot_rl.sim.env import ArmEnv
 from robot_rl.sim.rollout import evaluate
 
@@ -32,6 +33,7 @@ from robot_rl.sim.rollout import evaluate
 @dataclass
 class ResidualTrainConfig:
     task: str = "lift"
+    env: str = ""  # another gymnasium env (an id or module:Class, robot_rl/envs.py) instead of the arm's task
     total_env_steps: int = 100_000
     eval_every: int = 5_000
     eval_episodes: int = 50
@@ -55,15 +57,19 @@ def train(tc: ResidualTrainConfig, make_base, demos=None, progress: bool = True)
     out.mkdir(parents=True, exist_ok=True)
     base, eval_base = make_base(), make_base()
     # the base's cameras (a perception base): the residual reads what it sees (policies/base_view.py)
-    env_kwargs = {"robot": cfg.robot, **env_kwargs_for_policy(base, tc.base)}
-    env = ArmEnv(tc.task, **env_kwargs)
+    if tc.env:
+        env, eval_env = make_env(tc.env), make_env(tc.env)
+    else:
+        env_kwargs = {"robot": cfg.robot, **env_kwargs_for_policy(base, tc.base)}
+        env, eval_env = ArmEnv(tc.task, **env_kwargs), ArmEnv(tc.task, **env_kwargs)
+    robot = cfg.robot or None  # derived features need one
     obs, _ = env.reset(seed=tc.seed)
     base.reset(seed=tc.seed)
     base_action, obs = act_with_context(base, obs, cfg.obs_keys)
     labelled = label_demos(demos, make_base(), cfg.obs_keys) if demos is not None and demos.num_episodes else []
-    states = (demo_states(labelled, cfg.obs_keys, cfg.robot) if labelled
-              else state_vector(obs, cfg.obs_keys, base_action, cfg.robot))
-    norm = residual_normalizer(cfg, states, feature_columns(obs, cfg.obs_keys, base_action, cfg.robot))
+    states = (demo_states(labelled, cfg.obs_keys, robot) if labelled
+              else state_vector(obs, cfg.obs_keys, base_action, robot))
+    norm = residual_normalizer(cfg, states, feature_columns(obs, cfg.obs_keys, base_action, robot))
     learner = Learner(len(norm.obs_mean), cfg, norm, tc.seed)
     if labelled:
         print(f"relabelled {relabel_demos(learner, labelled, cfg)} demo transitions with the base")
@@ -75,7 +81,7 @@ def train(tc: ResidualTrainConfig, make_base, demos=None, progress: bool = True)
 
     def run_eval(step: int) -> None:
         learner.actor.eval()
-        result = evaluate(tc.task, eval_policy, eval_seeds, progress=False, env_kwargs=env_kwargs)
+        result = evaluate(tc.task, eval_policy, eval_seeds, progress=False, env=eval_env)
         learner.actor.train()
         train_success = float(np.mean(explored)) if explored else float("nan")
         rows.append({"env_steps": step, "wall_s": round(time.perf_counter() - start, 1),
@@ -91,7 +97,7 @@ def train(tc: ResidualTrainConfig, make_base, demos=None, progress: bool = True)
     explore = ExplorationNoise(cfg.correction_dim, learner.rng)
 
     def state(o: dict, base_action: np.ndarray) -> np.ndarray:
-        return np.concatenate([state_vector(o, cfg.obs_keys, base_action, cfg.robot), space.features()])
+        return np.concatenate([state_vector(o, cfg.obs_keys, base_action, robot), space.features()])
 
     vec = state(obs, base_action)
     for step in bar:
@@ -104,11 +110,11 @@ def train(tc: ResidualTrainConfig, make_base, demos=None, progress: bool = True)
         correction = space.follow(base_action, action)
         next_base, next_obs = act_with_context(base, next_obs, cfg.obs_keys)
         next_vec = state(next_obs, next_base)
-        writer.step(vec, base_action, correction, info["sparse_reward"], next_vec, next_base,
+        writer.step(vec, base_action, correction, sparse_reward(info), next_vec, next_base,
                     terminal=terminated, episode_end=terminated or truncated)
         if terminated or truncated:
             episode += 1
-            explored.append(float(terminated))
+            explored.append(float(success_of(info)))
             next_obs, _ = env.reset(seed=tc.seed + episode)
             base.reset(seed=tc.seed + episode)  # the base's chunk queue must not cross episodes
             space.reset()
@@ -122,7 +128,7 @@ def train(tc: ResidualTrainConfig, make_base, demos=None, progress: bool = True)
         if step % tc.eval_every == 0:
             run_eval(step)
             saved = ResidualPolicy(None, learner.actor, cfg)
-            meta = {"task": tc.task, "base": tc.base, "base_noise_scale": tc.base_noise_scale,
+            meta = {"task": tc.task, "env": tc.env, "base": tc.base, "base_noise_scale": tc.base_noise_scale,
                     "base_action_horizon": tc.base_action_horizon}
             saved.save(out / "checkpoint", learner.critic, meta)
             if _best(rows) is rows[-1]:

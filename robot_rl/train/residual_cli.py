@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from robot_rl.policies.residual.config import DEFAULT_SCALE, SPACES, ResidualConfig, arm_gripper_scale
+from robot_rl.errors import ConfigError
+from robot_rl.policies.residual.config import DEFAULT_SCALE, ENV_SCALE, SPACES, ResidualConfig, arm_gripper_scale
 from robot_rl.train.residual import ResidualTrainConfig, train
 
 # ResidualConfig fields exposed as --flags (type and default from the dataclass), with their help.
@@ -34,7 +35,10 @@ KNOBS = {
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base", required=True, help="base policy: a checkpoint folder or expert:<task>[:<quality>]")
     add_base_arguments(parser)
-    parser.add_argument("--task", required=True, choices=["reach", "push", "lift"])
+    parser.add_argument("--task", choices=["reach", "push", "lift"], help="the simulated arm's task (or --env)")
+    parser.add_argument("--env", default="", help="instead of --task: any gymnasium env with a dict observation, a "
+                        "registered id or module:Class; its Box action space gives the action limits and the "
+                        f"correction scale ({ENV_SCALE:g} of each half-range per step)")
     parser.add_argument("--demos", help="episode dataset of demonstrations for RLPD symmetric sampling")
     parser.add_argument("--total-env-steps", type=int, default=ResidualTrainConfig.total_env_steps)
     parser.add_argument("--eval-every", type=int, default=ResidualTrainConfig.eval_every)
@@ -80,17 +84,22 @@ def add_algo_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default, help=help_text)
 
 
-def algo_config(args: argparse.Namespace, robot: str = "arm") -> ResidualConfig:
+def algo_config(args: argparse.Namespace, robot: str = "arm", limits=None) -> ResidualConfig:
+    """`limits`: an environment's action bounds (low, high), for a residual without a robot (robot "")."""
+    if limits is not None and args.residual_scale:
+        raise ConfigError("--residual-scale ARM GRIPPER is for an arm; with --env the scale is "
+                          f"{ENV_SCALE:g} of each action's half-range")
     scale = arm_gripper_scale(args.residual_space, *args.residual_scale, robot) if args.residual_scale else ()
+    bounds = {} if limits is None else {"action_low": tuple(limits[0]), "action_high": tuple(limits[1])}
     return ResidualConfig(obs_keys=tuple(args.obs_keys), residual_space=args.residual_space, residual_scale=scale,
-                          robot=robot, **{name: getattr(args, name) for name in KNOBS})
+                          robot=robot, **bounds, **{name: getattr(args, name) for name in KNOBS})
 
 
-def train_config(args: argparse.Namespace, robot: str = "arm") -> ResidualTrainConfig:
-    return ResidualTrainConfig(task=args.task, total_env_steps=args.total_env_steps, eval_every=args.eval_every,
-                               eval_episodes=args.eval_episodes, seed=args.seed, out=args.out, base=args.base,
-                               base_noise_scale=args.base_noise_scale, base_action_horizon=args.base_action_horizon,
-                               algo=algo_config(args, robot))
+def train_config(args: argparse.Namespace, robot: str = "arm", limits=None) -> ResidualTrainConfig:
+    return ResidualTrainConfig(task=args.task or args.env, env=args.env, total_env_steps=args.total_env_steps,
+                               eval_every=args.eval_every, eval_episodes=args.eval_episodes, seed=args.seed,
+                               out=args.out, base=args.base, base_noise_scale=args.base_noise_scale,
+                               base_action_horizon=args.base_action_horizon, algo=algo_config(args, robot, limits))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -101,7 +110,15 @@ def run(args: argparse.Namespace) -> int:
     from robot_rl.policies.fit import check_robot
     from robot_rl.robot import load_robot
 
+    if bool(args.task) == bool(args.env):
+        raise ConfigError("pass --task (the simulated arm) or --env (another gymnasium env), one of them")
     demos = EpisodeDataset.open(args.demos) if args.demos else None
+    if args.env:  # not an arm of ours: the env's action space is all the residual knows of the robot
+        from robot_rl.envs import action_limits, make_env
+
+        tc = train_config(args, "", action_limits(make_env(args.env)))
+        train(tc, base_factory(tc.base, tc.base_noise_scale, tc.base_action_horizon), demos)
+        return 0
     trained = read_robot(args.base) if Path(args.base).is_dir() else None  # a checkpoint's robot.json
     robot = load_robot(args.robot) if args.robot else (trained or load_robot())
     check_robot(trained, robot, f"--base {args.base}")

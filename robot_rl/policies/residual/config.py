@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
+
 from robot_rl.errors import ConfigError
 from robot_rl.robot import load_robot
 
@@ -11,6 +13,7 @@ from robot_rl.robot import load_robot
 # held by a constant correction); gripper joints 2 cm
 DEFAULT_SCALE = {"joint": (0.08, 0.02), "task": (0.005, 0.02)}  # (arm joint or TCP axis, gripper joint)
 SPACES = tuple(DEFAULT_SCALE)
+ENV_SCALE = 0.05  # without a robot: a correction of up to 5 % of each action's half-range per step
 
 
 def arm_gripper_scale(space: str, arm: float, gripper: float, robot="arm") -> tuple[float, ...]:
@@ -25,7 +28,10 @@ class ResidualConfig:
     # chunk_end_rel, chunk_left)
     obs_keys: tuple[str, ...] = ("joint_pos", "joint_vel", "ee_pos", "object_poses")
     action_dim: int = 0           # joint targets per action; 0: the robot's joints
-    robot: str = "arm"            # the robot's name (robot_rl.robot): joints, limits, kinematics
+    robot: str = "arm"            # the robot's name (robot_rl.robot): joints, limits, kinematics;
+    # "" for an environment that is not an arm of ours: its action space's bounds are the limits
+    action_low: tuple[float, ...] = ()
+    action_high: tuple[float, ...] = ()
     # 'joint': a correction per joint target; 'task': a TCP displacement + the finger (space.py).
     residual_space: str = "joint"
     # Largest correction per step, one per correction value: rad per arm joint (joint space) or
@@ -65,11 +71,22 @@ class ResidualConfig:
 
     def __post_init__(self):
         self.obs_keys = tuple(self.obs_keys)
-        self.action_dim = int(self.action_dim) or load_robot(self.robot).num_joints
+        self.action_low = tuple(float(x) for x in self.action_low)
+        self.action_high = tuple(float(x) for x in self.action_high)
         if self.residual_space not in SPACES:
             raise ConfigError(f"residual_space must be one of {SPACES}, not {self.residual_space!r}")
-        self.residual_scale = tuple(float(s) for s in self.residual_scale
-                                    or arm_gripper_scale(self.residual_space, *DEFAULT_SCALE[self.residual_space], self.robot))
+        if not self.robot:
+            low, high = np.asarray(self.action_low), np.asarray(self.action_high)
+            if not len(low) or low.shape != high.shape or not np.all(np.isfinite(low) & np.isfinite(high) & (high > low)):
+                raise ConfigError("a residual without a robot needs finite action_low < action_high (the "
+                                  f"environment's action space), got {self.action_low} and {self.action_high}")
+            if self.residual_space != "joint":
+                raise ConfigError("residual_space task needs a robot (its kinematics); use joint")
+        self.action_dim = int(self.action_dim) or (load_robot(self.robot).num_joints if self.robot
+                                                   else len(self.action_low))
+        default = (arm_gripper_scale(self.residual_space, *DEFAULT_SCALE[self.residual_space], self.robot)
+                   if self.robot else ENV_SCALE * (np.asarray(self.action_high) - np.asarray(self.action_low)) / 2)
+        self.residual_scale = tuple(float(s) for s in (self.residual_scale or default))
         if len(self.residual_scale) != self.correction_dim:
             raise ConfigError(f"residual_scale has {len(self.residual_scale)} entries; a {self.residual_space}-space "
                               f"correction has {self.correction_dim}")
@@ -82,9 +99,17 @@ class ResidualConfig:
         if self.utd_ratio < 1 or self.actor_delay < 1 or self.batch_size < 2:
             raise ConfigError("residual config needs utd_ratio >= 1, actor_delay >= 1, batch_size >= 2")
 
+    def limits(self) -> tuple[np.ndarray, np.ndarray]:
+        """(low, high) of an action: the robot's joint limits, or the environment's action bounds."""
+        if self.robot:
+            return load_robot(self.robot).joint_limits()
+        return np.asarray(self.action_low, np.float64), np.asarray(self.action_high, np.float64)
+
     @property
     def correction_dim(self) -> int:
         """Values in one correction: every joint target, or TCP x, y, z + the gripper joints."""
+        if not self.robot:
+            return len(self.action_low)
         r = load_robot(self.robot)
         return r.num_joints if self.residual_space == "joint" else 3 + len(r.gripper_joints)
 

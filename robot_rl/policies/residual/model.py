@@ -134,7 +134,7 @@ class ResidualPolicy:
         return action
 
     def correct(self, obs: dict, base_action) -> np.ndarray:
-        return self.step(state_vector(obs, self.cfg.obs_keys, base_action, self.cfg.robot), base_action)
+        return self.step(state_vector(obs, self.cfg.obs_keys, base_action, self.cfg.robot or None), base_action)
 
     def act(self, obs: dict) -> np.ndarray:
         self.last_base, obs = act_with_context(self.base, obs, self.cfg.obs_keys)
@@ -147,7 +147,7 @@ class ResidualPolicy:
         tensors = {f"{name}.{k}": v for name, net in nets.items()
                    for k, v in net.state_dict().items() if not k.startswith("norm.")}
         return checkpoint.save(path, tensors, {"policy": "residual", **self.cfg.to_dict(), **(extra or {})},
-                               self.actor.norm.to_json(), load_robot(self.cfg.robot))
+                               self.actor.norm.to_json(), load_robot(self.cfg.robot) if self.cfg.robot else None)
 
     @classmethod
     def from_checkpoint(cls, path, base=None, device: str = "cpu") -> "ResidualPolicy":
@@ -157,6 +157,9 @@ class ResidualPolicy:
             norm = Normalizer.from_json(ckpt.normalizer)
             fields = ResidualConfig.__dataclass_fields__
             known = {k: v for k, v in raw.items() if k in fields}  # the rest: what it learned on (base_deployment)
+            if known.get("robot"):  # checkpoints of an arm from before action bounds were a field
+                known.setdefault("action_low", [])
+                known.setdefault("action_high", [])
             check_fields(ResidualConfig, known)
             cfg = ResidualConfig(**known)
         except ConfigError as e:
@@ -187,10 +190,11 @@ def residual_normalizer(cfg: ResidualConfig, states: np.ndarray, columns: dict[s
     for key, (m, s) in FIXED_STATS.items():
         if key in columns:
             mean[columns[key]], std[columns[key]] = m, s
-    return default_normalizer(len(mean), mean, std, cfg.robot)
+    return default_normalizer(len(mean), mean, std, limits=cfg.limits())
 
 
-def default_normalizer(obs_dim: int, obs_mean=None, obs_std=None, robot="arm") -> Normalizer:
-    low, high = load_robot(robot).joint_limits()
+def default_normalizer(obs_dim: int, obs_mean=None, obs_std=None, robot="arm", limits=None) -> Normalizer:
+    """`limits`: the actions' (low, high); default: `robot`'s joint limits."""
+    low, high = limits if limits is not None else load_robot(robot).joint_limits()
     return Normalizer(np.zeros(obs_dim) if obs_mean is None else obs_mean,
                       np.ones(obs_dim) if obs_std is None else obs_std, low, high)

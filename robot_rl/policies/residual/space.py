@@ -28,16 +28,19 @@ DAMPING = 1e-3         # damped least squares; J J+ stays ~I away from singular 
 
 
 class CorrectionSpace:
-    def __init__(self, kind: str, scale, max_offset: float = 0.08, offset_decay: float = 1.0, robot="arm"):
+    def __init__(self, kind: str, scale, max_offset: float = 0.08, offset_decay: float = 1.0, robot="arm",
+                 limits=None):
+        """`limits`: (low, high) of an action (default: the robot's joint limits); `robot` may be
+        None in joint space (an environment that is not an arm of ours)."""
         if kind not in SPACES:
             raise ValueError(f"residual_space must be one of {SPACES}, not {kind!r}")
         self.kind = kind
         self.scale = np.asarray(scale, np.float64)
         self.max_offset = max_offset
         self.decay = offset_decay
-        self.robot = load_robot(robot)
-        self.low, self.high = self.robot.joint_limits()
-        self.n = self.robot.num_arm
+        self.robot = load_robot(robot) if robot else None
+        self.low, self.high = limits if limits is not None else self.robot.joint_limits()
+        self.n = self.robot.num_arm if self.robot else len(self.low)
         self.offset = np.zeros(3)
 
     @property
@@ -99,4 +102,5 @@ class CorrectionSpace:
 
 def space_for(cfg) -> CorrectionSpace:
     """A fresh CorrectionSpace (state: no offset) for a ResidualConfig."""
-    return CorrectionSpace(cfg.residual_space, cfg.residual_scale, cfg.max_offset, cfg.offset_decay, cfg.robot)
+    return CorrectionSpace(cfg.residual_space, cfg.residual_scale, cfg.max_offset, cfg.offset_decay, cfg.robot,
+                           cfg.limits())
