@@ -180,3 +180,32 @@ def test_a_point_cloud_policy_is_evaluated_on_the_depth_camera_it_was_trained_wi
     rgb = DiffusionConfig(obs_keys=("joint_pos", "front_rgb"), obs_shapes={"joint_pos": (8,), "front_rgb": (48, 64, 3)},
                           crop_shape=(40, 56))
     assert env_kwargs_for(rgb, {"image_size": [128, 128]}) == {"cameras": ("front",), "image_size": (64, 48)}
+
+
+def test_two_processes_follow_the_loss_curve_of_one_with_the_same_global_batch(tmp_path):
+    """`torchrun --nproc_per_node 2 -m robot_rl.cli train diffusion` (gloo on this CPU): each rank
+    takes half of every batch of 32 and the gradients are averaged, so the loss curve is the one a
+    single process with batch 32 draws."""
+    from robot_rl.data.collect import collect
+
+    collect("reach", tmp_path / "demos", 8, progress=False)  # more windows than a batch
+    flags = ["train", "diffusion", "--dataset", str(tmp_path / "demos"), "--num-steps", "60", "--batch-size", "32",
+             "--log-every", "10", "--eval-every", "60", "--eval-episodes", "0", "--down-dims", "16", "32",
+             "--deploy-noise-scales", "--torch-threads", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = subprocess.run([sys.executable, "-m", "robot_rl.cli", *flags, "--out", str(tmp_path / "one")],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          "-m", "robot_rl.cli", *flags, "--out", str(tmp_path / "two")],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert two.returncode == 0, two.stdout[-2000:] + two.stderr[-3000:]
+
+    def curve(run):
+        with open(tmp_path / run / "curves.csv") as f:
+            return [(int(r["step"]), float(r["train_loss"])) for r in csv.DictReader(f)]
+
+    single, parallel = curve("one"), curve("two")
+    assert [s for s, _ in single] == [s for s, _ in parallel] == list(range(10, 61, 10))
+    np.testing.assert_allclose([v for _, v in parallel], [v for _, v in single], rtol=1e-4)
+    assert single[-1][1] < single[0][1]  # it learned

@@ -132,10 +132,16 @@ def train_diffusion(tc: DiffusionTrainConfig, dataset, evaluate: EvalFn | None =
     from robot_rl.data.stats import compute_stats
     from robot_rl.data.windows import ChunkWindows
 
+    from robot_rl.train.distributed import average_gradients, broadcast_parameters, close_world, init_world
+
     if tc.torch_threads > 0:
         torch.set_num_threads(tc.torch_threads)
+    world = init_world(tc.device)  # torchrun: every rank trains on its share of each batch
+    world.share(tc.batch_size)  # refuses a batch the ranks cannot split evenly, before any work
+    progress = progress and world.main
     torch.manual_seed(tc.seed)
     rng = np.random.default_rng(tc.seed)
+    draw = torch.Generator().manual_seed(tc.seed + 1)  # each global batch's noise and timesteps, on every rank
     out = Path(tc.out)
     out.mkdir(parents=True, exist_ok=True)
     init = DiffusionPolicy.from_checkpoint(tc.init_checkpoint, tc.device) if tc.init_checkpoint else None
@@ -166,6 +172,7 @@ def train_diffusion(tc: DiffusionTrainConfig, dataset, evaluate: EvalFn | None =
     # --- model, optimiser, schedule, EMA ------------------------------------------------------------
     policy = init or DiffusionPolicy(cfg, normalizer_from_stats(stats, cfg), robot=dataset.robot).to(tc.device)
     policy.train()
+    broadcast_parameters(policy, world)
     peak_lr = tc.lr if tc.lr is not None else cfg.lr
     optimizer = torch.optim.AdamW(policy.parameters(), lr=peak_lr, betas=cfg.adam_betas, eps=cfg.adam_eps,
                                   weight_decay=cfg.weight_decay)
@@ -207,27 +214,37 @@ def train_diffusion(tc: DiffusionTrainConfig, dataset, evaluate: EvalFn | None =
     for step in bar:
         if cursor + tc.batch_size > len(order):  # a new epoch: reshuffle
             order, cursor = rng.permutation(len(windows)), 0
-        obs, action = windows[order[cursor : cursor + tc.batch_size]]
+        batch = order[cursor : cursor + tc.batch_size]
         cursor += tc.batch_size
+        mine = world.share(len(batch))  # a dataset smaller than the batch gives all its windows
+        noise = torch.randn((len(batch), cfg.pred_horizon, cfg.action_dim), generator=draw)
+        timesteps = torch.randint(0, cfg.num_train_timesteps, (len(batch),), generator=draw)
 
-        loss = policy.compute_loss((obs, action))
+        loss = policy.compute_loss(windows[batch[mine]], noise[mine], timesteps[mine])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        global_loss = average_gradients(policy.parameters(), loss, world)
         optimizer.step()
         lr_schedule.step()
         ema.update(policy)
 
-        losses.append(loss.item())
+        losses.append(global_loss)
         recent.append(losses[-1])
         if step == 1:
             first_loss = losses[0]
         if step % 50 == 0:
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}", lr=f"{lr_schedule.get_last_lr()[0]:.1e}")
+        if not world.main:
+            continue  # rank 0 evaluates and writes
         if step % tc.eval_every == 0 or step == tc.num_steps:
             run_eval(step)
         elif step % tc.log_every == 0:  # the loss between evaluations: the CSV now, the PNG at the next evaluation
             rows.append(log_row(step))
             write_curves(out, rows, plot=False)
+
+    close_world(world)
+    if not world.main:
+        return {"rank": world.rank, "steps": tc.num_steps, "first_loss": first_loss}
 
     deployment = None
     if evaluate is not None and best["step"] is not None and tc.deploy_noise_scales:

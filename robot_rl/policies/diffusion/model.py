@@ -218,16 +218,18 @@ class DiffusionPolicy(nn.Module):
         return out if batched else out[0]
 
     # --- training ----------------------------------------------------------------------------------
-    def compute_loss(self, batch) -> torch.Tensor:
-        """DDPM loss on a batch: (obs {key: (B, To, ...)}, action (B, Tp, A)) or a dict with "action"."""
+    def compute_loss(self, batch, noise: torch.Tensor | None = None, timesteps: torch.Tensor | None = None) -> torch.Tensor:
+        """DDPM loss on a batch: (obs {key: (B, To, ...)}, action (B, Tp, A)) or a dict with "action";
+        `noise` (B, Tp, A) and `timesteps` (B,) given by a trainer that draws them itself (drawn here otherwise)."""
         if isinstance(batch, Mapping):
             obs, action = batch, batch["action"]
         else:
             obs, action = batch
         cond = self.encode_obs(obs)
         naction = self.normalizer.normalize("action", torch.as_tensor(action, device=self.device).float())
-        noise = torch.randn_like(naction)
-        t = torch.randint(0, self.config.num_train_timesteps, (naction.shape[0],), device=naction.device)
+        noise = torch.randn_like(naction) if noise is None else noise.to(naction.device)
+        t = (torch.randint(0, self.config.num_train_timesteps, (naction.shape[0],), device=naction.device)
+             if timesteps is None else timesteps.to(naction.device))
         noisy = self.noise_scheduler.add_noise(naction, noise, t)
         pred = self.unet(noisy, t, cond)
         target = noise if self.config.prediction_type == "epsilon" else naction
