@@ -131,7 +131,6 @@ def train_diffusion(tc: DiffusionTrainConfig, dataset, evaluate: EvalFn | None =
     `out/best` is replaced only by a score >= `best_metric` (carried over between --follow rounds)."""
     from robot_rl.data.stats import compute_stats
     from robot_rl.data.windows import ChunkWindows
-
     from robot_rl.train.distributed import average_gradients, broadcast_parameters, close_world, init_world
 
     if tc.torch_threads > 0:
