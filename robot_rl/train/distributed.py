@@ -59,7 +59,7 @@ def broadcast_parameters(module: torch.nn.Module, world: World) -> None:
 def average_gradients(params, loss: torch.Tensor, world: World) -> float:
     """Average the gradients (and the loss, returned) over the ranks, in place."""
     if world.size == 1:
-        return float(loss)
+        return loss.item()
     import torch.distributed as dist
 
     params = [p for p in params if p.grad is not None]
