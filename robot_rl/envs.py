@@ -19,8 +19,8 @@ def make_env(spec: str):
     import gymnasium
 
     try:
-        if ":" in spec and not spec.startswith("gymnasium"):
-            module, _, name = spec.partition(":")
+        module, _, name = spec.rpartition(":")
+        if module and name.isidentifier():  # module:Class; "module:Env-v0" is a gymnasium id with its module
             env = getattr(importlib.import_module(module), name)()
         else:
             env = gymnasium.make(spec)
