@@ -224,7 +224,6 @@ def test_exploration_noise_has_its_std_and_is_white_from_step_to_step():
     from robot_rl.policies.residual.noise import ExplorationNoise
 
     noise = ExplorationNoise(4, np.random.default_rng(SEEDS[0]))
-    noise.reset()
     x = np.array([noise.sample(0.3) for _ in range(20000)])
     assert np.allclose(x.std(0), 0.3, rtol=0.1)
     lag1 = np.mean([np.corrcoef(x[:-1, i], x[1:, i])[0, 1] for i in range(4)])

@@ -118,7 +118,6 @@ def train(tc: ResidualTrainConfig, make_base, demos=None, progress: bool = True)
             next_obs, _ = env.reset(seed=tc.seed + episode)
             base.reset(seed=tc.seed + episode)  # the base's chunk queue must not cross episodes
             space.reset()
-            explore.reset()
             next_base, next_obs = act_with_context(base, next_obs, cfg.obs_keys)
             next_vec = state(next_obs, next_base)
         vec, base_action = next_vec, next_base

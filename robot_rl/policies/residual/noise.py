@@ -14,8 +14,5 @@ class ExplorationNoise:
         self.dim = dim
         self.rng = rng if rng is not None else np.random.default_rng()
 
-    def reset(self) -> None:
-        """A new episode: white noise has no state to clear (kept for the trainers' episode loop)."""
-
     def sample(self, std: float) -> np.ndarray:
         return std * self.rng.standard_normal(self.dim)

@@ -118,7 +118,6 @@ class OnlineResidual:
     def end_episode(self) -> None:
         self._prev, self._success = None, False
         self.space.reset()
-        self.noise.reset()
         self._push(END)
 
     def _push(self, item) -> None:
