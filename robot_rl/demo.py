@@ -131,7 +131,6 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(101, 200)))
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    os.environ.setdefault("MUJOCO_GL", "egl")
     from robot_rl.errors import RobotRLError
     from robot_rl.sim.tasks import TASKS as SPECS
 

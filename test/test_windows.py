@@ -67,3 +67,22 @@ def test_episode_subset_for_train_val_splits(dataset):
     obs, action = windows[0]
     assert obs["joint_pos"][:, 0].tolist() == [100.0]
     assert action[:, 0].tolist() == [100.5, 101.5]
+
+
+def test_streamed_images_give_the_same_windows_as_in_memory(tmp_path):
+    """stream=True leaves images (> 4 KB a frame) on disk and reads each sample's chunk: the same
+    windows, one by one and as a batch, with nothing of them held in memory."""
+    ds = EpisodeDataset.create(tmp_path / "d", {"joint_names": JOINTS, "rate_hz": 10})
+    rng = np.random.default_rng(0)
+    for length in (40, 3, 75):
+        ds.append_episode({"joint_pos": rng.normal(size=(length, 8)), "action": rng.normal(size=(length, 8)),
+                           "front_rgb": rng.integers(0, 256, (length, 48, 64, 3), dtype=np.uint8)},
+                          {"task": "push", "success": True})
+    memory = ChunkWindows(ds, ["joint_pos", "front_rgb"], obs_horizon=2, pred_horizon=16)
+    streamed = ChunkWindows(ds, ["joint_pos", "front_rgb"], obs_horizon=2, pred_horizon=16, stream=True)
+    assert streamed.streamed == ["front_rgb"] and "front_rgb" not in streamed.arrays
+    batch = rng.permutation(len(memory))[:50]
+    for index in (0, 39, 40, 42, 43, len(memory) - 1, batch):
+        (a, action_a), (b, action_b) = memory[index], streamed[index]
+        assert torch.equal(action_a, action_b)
+        assert all(torch.equal(a[k], b[k]) for k in a)

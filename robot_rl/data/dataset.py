@@ -3,7 +3,8 @@
 Layout::
 
     root/
-      dataset.json               format, version, rate_hz, joint_names, robot, keys {name: {shape, dtype}}, created_by
+      dataset.json               format, version, rate_hz, keys {name: {shape, dtype}}, names {key: [dim names]},
+                                 joint_names and robot (an arm's datasets), created_by
       robot.json                 the robot the episodes come from (robot_rl.robot record, URDF included), if known
       episodes/
         episode_000000/          zarr v3 group; its attributes hold {"meta": ..., "length": T}
@@ -58,7 +59,7 @@ _KEY_RE = re.compile(r"^[A-Za-z0-9_]+$")
 _CHUNK_BYTES = 1 << 20  # target compressed-chunk size before compression
 _SMALL_FRAME_BYTES = 4096  # frames up to this size are "low-dim": zstd, cached in memory
 _CAMERA_SUFFIXES = ("_rgb", "_depth")
-_JOINT_SIZED_KEYS = ("joint_pos", "joint_vel", "action")  # one value per entry of joint_names
+_JOINT_SIZED_KEYS = ("joint_pos", "joint_vel", "action")  # one value per entry of joint_names, when it is set
 _INTRINSICS_FIELDS = ("fx", "fy", "cx", "cy", "width", "height")
 
 
@@ -93,9 +94,12 @@ class EpisodeDataset:
     def create(cls, root: str | os.PathLike, meta: Mapping, robot: RobotModel | None = None) -> EpisodeDataset:
         """Make a new dataset at `root` (absent or an empty dir).
 
-        `meta` needs `joint_names` and `rate_hz`; `keys` ({name: {"shape", "dtype"}}) is optional,
-        and when absent the first appended episode fixes it. Other entries are kept as given.
-        `robot` (its joint_names must be among the robot's) is written beside as robot.json.
+        `meta` needs `rate_hz`. An arm's dataset gives `joint_names` (joint_pos, joint_vel and action
+        then hold one value per joint); any other data names its dimensions in `names` ({key: [one
+        name per value of the last axis]}, e.g. {"action": ["dx", "dy", "dz", "gripper"]}).
+        `keys` ({name: {"shape", "dtype"}}) is optional, and when absent the first appended episode
+        fixes it. Other entries are kept as given. `robot` (its joint_names must be among the
+        robot's) is written beside as robot.json.
         """
         root = Path(root)
         if (root / META_FILE).exists():
@@ -104,6 +108,7 @@ class EpisodeDataset:
             raise _fail(root, "exists and is not an empty directory; choose another path")
         meta = _check_dataset_meta(root, dict(meta))
         if robot is not None:
+            meta.setdefault("joint_names", list(robot.joint_names))
             foreign = [n for n in meta["joint_names"] if n not in robot.joint_names]
             if foreign:
                 raise _fail(root, f"joint_names {foreign} are not joints of robot {robot.name!r} {list(robot.joint_names)}")
@@ -137,8 +142,8 @@ class EpisodeDataset:
             raise _fail(root / ROBOT_FILE, f"the dataset's robot {ds.robot.name!r} is not {robot.name!r}; "
                         "use a new dataset path")
         for field in ("joint_names", "rate_hz"):
-            if field in meta and _normalise(field, meta[field]) != ds.meta[field]:
-                raise _fail(root / META_FILE, f"{field} {ds.meta[field]} differs from the requested "
+            if field in meta and _normalise(field, meta[field]) != ds.meta.get(field):
+                raise _fail(root / META_FILE, f"{field} {ds.meta.get(field)} differs from the requested "
                             f"{meta[field]}; use a new dataset path")
         return ds
 
@@ -151,7 +156,7 @@ class EpisodeDataset:
         if not hasattr(self, "_robot"):
             try:
                 self._robot = (read_robot_file(self.root / ROBOT_FILE)
-                               or robot_for_joints(self.meta["joint_names"]))
+                               or (robot_for_joints(self.meta["joint_names"]) if self.meta.get("joint_names") else None))
             except ConfigError as e:
                 raise DataError(str(e)) from None
         return self._robot
@@ -160,6 +165,18 @@ class EpisodeDataset:
     def keys(self) -> dict[str, dict]:
         """{key: {"shape": per-frame shape list, "dtype": str}}; empty until the first episode."""
         return self.meta.get("keys", {})
+
+    def names(self, key: str) -> list[str] | None:
+        """The names of `key`'s values (its last axis): `names` in dataset.json, else the joints for
+        joint_pos / joint_vel / action of an arm's dataset, else None."""
+        named = self.meta.get("names", {}).get(key)
+        if named is None and key in _JOINT_SIZED_KEYS and self.meta.get("joint_names"):
+            named = self.meta["joint_names"]
+        return list(named) if named is not None else None
+
+    def layout(self) -> dict:
+        """The dataset.json entries a dataset made from this one inherits (rate, joints, names)."""
+        return {k: self.meta[k] for k in ("rate_hz", "joint_names", "names") if k in self.meta}
 
     @property
     def num_episodes(self) -> int:
@@ -333,10 +350,14 @@ class EpisodeDataset:
             if array.ndim == 0:
                 raise _fail(self.root, f"episode key '{key}' is a scalar; expected (T, ...) per-frame values")
             arrays[key] = array
-        for key in _JOINT_SIZED_KEYS:
+        for key in _JOINT_SIZED_KEYS if self.meta.get("joint_names") else ():
             if key in arrays and arrays[key].shape[-1:] != (len(self.meta["joint_names"]),):
                 raise _fail(self.root, f"episode key '{key}' has shape {arrays[key].shape}, expected "
                             f"(T, {len(self.meta['joint_names'])}) for the dataset's joint_names")
+        for key, named in self.meta.get("names", {}).items():
+            if key in arrays and arrays[key].shape[-1:] != (len(named),):
+                raise _fail(self.root, f"episode key '{key}' has shape {arrays[key].shape}, but dataset.json "
+                            f"names {len(named)} values for it ({', '.join(named)})")
         lengths = {k: a.shape[0] for k, a in arrays.items()}
         length = next(iter(lengths.values()))
         if length == 0 or any(n != length for n in lengths.values()):
@@ -364,6 +385,8 @@ class EpisodeDataset:
     def _check_episode_meta(self, meta: Mapping, arrays: Mapping[str, np.ndarray]) -> dict:
         meta = _jsonable(self.root, dict(meta))
         for field in ("joint_names", "rate_hz"):
+            if field not in self.meta:
+                continue
             if field in meta and _normalise(field, meta[field]) != self.meta[field]:
                 raise _fail(self.root, f"episode {field} {meta[field]} do not match the dataset's "
                             f"{self.meta[field]}; record in the dataset's joint order and rate, or use a new dataset")
@@ -373,12 +396,15 @@ class EpisodeDataset:
                 raise _fail(self.root, "episode meta has no 'success' label and frames have no 'success' key")
             meta["success"] = bool(arrays["success"].any())
         meta["success"] = bool(meta["success"])
+        # depth becomes points only through the camera's intrinsics; for colour alone they are a record
+        depth = {c for c in (camera_of(k) for k in arrays if k.endswith("_depth")) if c}
         cameras = sorted({c for c in map(camera_of, arrays) if c})
         intrinsics = meta.get("camera_intrinsics", {})
         if cameras and not isinstance(intrinsics, dict):
             raise _fail(self.root, "episode meta camera_intrinsics must be {camera: (fx, fy, cx, cy, width, height)}")
         for cam in cameras:
-            meta.setdefault("camera_intrinsics", {})[cam] = _check_intrinsics(self.root, cam, intrinsics.get(cam))
+            if cam in depth or intrinsics.get(cam) is not None:
+                meta.setdefault("camera_intrinsics", {})[cam] = _check_intrinsics(self.root, cam, intrinsics.get(cam))
         return meta
 
 
@@ -407,13 +433,25 @@ def _normalise(field: str, value):
 
 
 def _check_dataset_meta(root: Path, meta: dict) -> dict:
-    for field in ("joint_names", "rate_hz"):
-        if field not in meta:
-            raise _fail(root, f"dataset meta needs '{field}'")
-    meta["joint_names"] = _normalise("joint_names", meta["joint_names"])
-    meta["rate_hz"] = _normalise("rate_hz", meta["rate_hz"])
-    if not meta["joint_names"] or not math.isfinite(meta["rate_hz"]) or meta["rate_hz"] <= 0:
-        raise _fail(root, "dataset meta needs non-empty joint_names and a positive rate_hz")
+    if "rate_hz" not in meta:
+        raise _fail(root, "dataset meta needs 'rate_hz'")
+    try:
+        meta["rate_hz"] = _normalise("rate_hz", meta["rate_hz"])
+        if "joint_names" in meta:
+            meta["joint_names"] = _normalise("joint_names", meta["joint_names"])
+    except (TypeError, ValueError):
+        raise _fail(root, "dataset meta needs a number rate_hz and a list of joint_names") from None
+    if not math.isfinite(meta["rate_hz"]) or meta["rate_hz"] <= 0:
+        raise _fail(root, f"dataset meta needs a positive rate_hz, got {meta['rate_hz']}")
+    if "joint_names" in meta and not meta["joint_names"]:
+        raise _fail(root, "dataset meta joint_names is empty; leave it out for data that is not an arm's joints")
+    names = meta.get("names") or {}
+    if not isinstance(names, dict) or not all(
+            isinstance(k, str) and isinstance(v, (list, tuple)) and v and all(isinstance(n, str) for n in v)
+            for k, v in names.items()):
+        raise _fail(root, "dataset meta names must be {key: [a name per value of its last axis]}")
+    if names:
+        meta["names"] = {k: list(v) for k, v in names.items()}
     keys = meta.get("keys") or {}
     for key, spec in keys.items():
         try:
@@ -425,6 +463,10 @@ def _check_dataset_meta(root: Path, meta: dict) -> dict:
             raise _fail(root, f"dataset meta key '{key}' needs a plain name and {{'shape': [...], 'dtype': str}}")
     meta["keys"] = {k: {"shape": [int(n) for n in s["shape"]], "dtype": np.dtype(s["dtype"]).name}
                     for k, s in keys.items()}
+    for key, named in names.items():
+        shape = meta["keys"].get(key, {}).get("shape")
+        if shape is not None and shape[-1:] != [len(named)]:
+            raise _fail(root, f"dataset meta names {len(named)} values of '{key}', its shape is {shape}")
     return _jsonable(root, meta)
 
 
@@ -476,8 +518,8 @@ def _check_intrinsics(root: Path, cam: str, value) -> dict:
     if isinstance(value, (list, tuple)) and len(value) == len(_INTRINSICS_FIELDS):
         value = dict(zip(_INTRINSICS_FIELDS, value))
     if not isinstance(value, dict) or any(f not in value for f in _INTRINSICS_FIELDS):
-        raise _fail(root, f"episode has images from camera '{cam}' but meta camera_intrinsics['{cam}'] is "
-                    f"missing or not (fx, fy, cx, cy, width, height)")
+        raise _fail(root, f"episode has depth or images from camera '{cam}' but meta camera_intrinsics['{cam}'] "
+                    f"is missing or not (fx, fy, cx, cy, width, height)")
     return {f: value[f] for f in value}
 
 

@@ -9,10 +9,11 @@
 
 Features: observation.state (joint_pos, named by joint), observation.velocity (joint_vel),
 observation.ee_pose (ee_pos + ee_quat wxyz), observation.environment_state (object_poses
-flattened), observation.images.<cam> (dtype "image": PNG bytes in the parquet, no video
-encoding needed), action, next.reward, next.success, next.done, and the bookkeeping columns
-timestamp, frame_index, episode_index, index, task_index. Depth images and point clouds have
-no LeRobot convention and are left out (said in info.json's robot_rl notes).
+flattened), observation.<key> for any other low-dimensional key, observation.images.<cam> (dtype
+"image": PNG bytes in the parquet, no video encoding needed), action, next.reward, next.success,
+next.done, and the bookkeeping columns timestamp, frame_index, episode_index, index, task_index. Depth images and point clouds have
+no LeRobot convention and are left out (said in info.json's robot_rl notes, which also hold our
+keys, shapes and names, so `robot-rl dataset from-lerobot` gives the same dataset back).
 """
 from __future__ import annotations
 
@@ -33,20 +34,25 @@ EPISODES_PATH = "meta/episodes/chunk-{chunk_index:03d}/file-{file_index:03d}.par
 IMAGE_STATS_SAMPLES = 200  # frames per camera sampled for image statistics
 
 
+FRAME_KEYS = {"reward": "next.reward", "success": "next.success"}  # per-frame scalars, LeRobot's "next." names
+_NAMED = {"joint_pos": "observation.state", "joint_vel": "observation.velocity",
+          "object_poses": "observation.environment_state", "action": "action"}
+
+
 def _vector_features(ds: EpisodeDataset) -> dict[str, tuple[list[str], list[str] | None]]:
-    """LeRobot feature -> (our keys concatenated, names)."""
-    keys, joints = ds.keys, list(ds.meta["joint_names"])
+    """LeRobot feature -> (our keys concatenated, names): LeRobot's conventional names for ours, and
+    `observation.<key>` for any other low-dimensional key (a dataset from arrays)."""
+    keys = ds.keys
     out = {}
-    if "joint_pos" in keys:
-        out["observation.state"] = (["joint_pos"], joints)
-    if "joint_vel" in keys:
-        out["observation.velocity"] = (["joint_vel"], joints)
+    for key, feature in _NAMED.items():
+        if key in keys:
+            out[feature] = ([key], ds.names(key))
     if "ee_pos" in keys and "ee_quat" in keys:
         out["observation.ee_pose"] = (["ee_pos", "ee_quat"], ["x", "y", "z", "qw", "qx", "qy", "qz"])
-    if "object_poses" in keys:
-        out["observation.environment_state"] = (["object_poses"], None)
-    if "action" in keys:
-        out["action"] = (["action"], joints)
+    used = {k for ks, _ in out.values() for k in ks}
+    for key, spec in keys.items():
+        if key not in used and key not in FRAME_KEYS and key != "points" and not camera_of(key) and len(spec["shape"]) <= 1:
+            out[f"observation.{key}"] = ([key], ds.names(key))
     return out
 
 
@@ -113,7 +119,7 @@ def _write(ds: EpisodeDataset, root: Path, repo_id: str, robot_type: str, pa, pq
         for ep in range(ds.num_episodes):
             frames = ds.load_episode(ep)
             meta = ds.episode_meta(ep)
-            n = len(frames["joint_pos"]) if "joint_pos" in frames else len(next(iter(frames.values())))
+            n = len(next(iter(frames.values())))
             columns = {}
             for name, (keys, _) in vectors.items():
                 columns[name] = np.concatenate([frames[k].reshape(n, -1) for k in keys], axis=1).astype(np.float32)
@@ -173,7 +179,9 @@ def _write(ds: EpisodeDataset, root: Path, repo_id: str, robot_type: str, pa, pq
         "data_path": DATA_PATH,
         "video_path": None,
         "features": features,
-        "robot_rl": {"repo_id": repo_id, "source": str(ds.root), "joint_names": ds.meta["joint_names"],
+        "robot_rl": {"repo_id": repo_id, "source": str(ds.root), "joint_names": ds.meta.get("joint_names"),
+                     "layout": dict(ds.layout(), keys=ds.keys),  # what `dataset from-lerobot` restores exactly
+                     "features": {name: keys for name, (keys, _) in vectors.items()},
                      "not_exported": sorted(k for k in ds.keys if k.endswith("_depth") or k == "points")},
     }
     _write_json(root / "meta" / "info.json", info)

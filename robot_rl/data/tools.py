@@ -345,7 +345,8 @@ def dataset_info(path) -> dict:
         if len(lengths) else {},
         "success_rate": round(float(ds.success.mean()), 4) if ds.num_episodes else None,
         "rate_hz": ds.meta["rate_hz"],
-        "joint_names": ds.meta["joint_names"],
+        "joint_names": ds.meta.get("joint_names"),
+        "names": {k: ds.names(k) for k in ds.keys if ds.names(k)},
         "keys": {k: {"shape": v["shape"], "dtype": v["dtype"]} for k, v in ds.keys.items()},
         "tasks": tasks,
         "sources": sources,
@@ -357,7 +358,8 @@ def _print_info(info: dict) -> None:
     if info["episodes"]:
         ln = info["length"]
         print(f"  length min {ln['min']}, mean {ln['mean']}, max {ln['max']}; success rate {info['success_rate']:.3f}")
-    print(f"  joints: {', '.join(info['joint_names'])}")
+    if info["joint_names"]:
+        print(f"  joints: {', '.join(info['joint_names'])}")
     print(f"  tasks: {info['tasks']}; sources: {info['sources']}")
     for key, spec in info["keys"].items():
         print(f"  {key:<16} {str(tuple(spec['shape'])):<16} {spec['dtype']}")
@@ -381,17 +383,16 @@ def merge(inputs, out, log=_say) -> EpisodeDataset:
     sources = [EpisodeDataset.open(p) for p in inputs]
     first = sources[0]
     for p, ds in zip(inputs, sources):
-        for field in ("joint_names", "rate_hz"):
-            if ds.meta[field] != first.meta[field]:
-                raise DataError(f"{p}: {field} {ds.meta[field]} differs from {inputs[0]}'s {first.meta[field]}; "
-                                "only datasets of one arm and rate merge")
+        for field in ("joint_names", "rate_hz", "names"):
+            if ds.meta.get(field) != first.meta.get(field):
+                raise DataError(f"{p}: {field} {ds.meta.get(field)} differs from {inputs[0]}'s "
+                                f"{first.meta.get(field)}; only datasets of one arm and rate merge")
         if ds.keys and first.keys and ds.keys != first.keys:
             raise DataError(f"{p}: keys {sorted(ds.keys)} differ from {inputs[0]}'s {sorted(first.keys)}")
     robots = {ds.robot.kinematic_hash if ds.robot else None for ds in sources}
     if len(robots) > 1:
         raise DataError(f"the datasets {list(map(str, inputs))} come from different robots; only datasets of one arm merge")
-    dst = EpisodeDataset.create(out, {"joint_names": first.meta["joint_names"], "rate_hz": first.meta["rate_hz"],
-                                      "merged_from": [str(p) for p in inputs]}, first.robot)
+    dst = EpisodeDataset.create(out, {**first.layout(), "merged_from": [str(p) for p in inputs]}, first.robot)
     for ds in sources:
         copy_episodes(ds, dst, range(ds.num_episodes), log)
     return dst
@@ -408,9 +409,8 @@ def split(path, out_train, out_val, val_fraction: float = 0.1, seed: int = 0) ->
     n_val = min(ds.num_episodes - 1, max(1, int(round(val_fraction * ds.num_episodes))))
     val, train = sorted(order[:n_val].tolist()), sorted(order[n_val:].tolist())
     for out, episodes, name in ((out_train, train, "train"), (out_val, val, "val")):
-        dst = EpisodeDataset.create(out, {"joint_names": ds.meta["joint_names"], "rate_hz": ds.meta["rate_hz"],
-                                          "split": {"of": str(path), "part": name, "seed": seed,
-                                                    "episodes": episodes}}, ds.robot)
+        dst = EpisodeDataset.create(out, {**ds.layout(), "split": {"of": str(path), "part": name, "seed": seed,
+                                                                   "episodes": episodes}}, ds.robot)
         copy_episodes(ds, dst, episodes)
     return train, val
 
@@ -479,6 +479,23 @@ def _from_bag_arguments(p) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     _from_bag_arguments(sub.add_parser("from-bag", help="convert rosbag2 bags into episodes"))
+    p = sub.add_parser("from-arrays", help="your own arrays (.npz, or a Diffusion Policy .zarr) into episodes")
+    p.add_argument("source", help=".npz with one array per key (all frames back to back) and episode_ends, "
+                                  "or a zarr folder with data/<key> and meta/episode_ends")
+    p.add_argument("--out", required=True, help="dataset directory (created or appended to)")
+    p.add_argument("--rate-hz", type=float, required=True, help="frames per second of the data")
+    p.add_argument("--names", nargs="*", default=[], metavar="KEY=A,B,...",
+                   help="names of a key's values, e.g. action=dx,dy,dz,gripper")
+    p.add_argument("--joint-names", nargs="+", default=None,
+                   help="for an arm's data: joint_pos / joint_vel / action hold these joints, in this order")
+    p.add_argument("--task", default="")
+    p = sub.add_parser("from-lerobot", help="a local LeRobot v3.0 dataset (parquet + MP4) into episodes")
+    p.add_argument("source", help="the LeRobot dataset folder (meta/, data/, videos/)")
+    p.add_argument("--out", required=True, help="dataset directory (created or appended to)")
+    p.add_argument("--map", nargs="*", default=[], metavar="FEATURE=KEY",
+                   help="store a feature under another key, e.g. observation.state=joint_pos")
+    p.add_argument("--image-size", type=int, nargs=2, default=None, metavar=("W", "H"),
+                   help="resize camera frames (default: as stored)")
     p = sub.add_parser("info", help="episodes, lengths, success rate, keys and shapes")
     p.add_argument("dataset")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -510,6 +527,20 @@ def run(args) -> int:
         reports = from_bag(args.bags, args.out, args)
         n = sum(len(r["committed"]) for r in reports)
         print(f"{n} episodes from {len(args.bags)} bag(s) into {args.out}")
+    elif args.action == "from-arrays":
+        from robot_rl.data.arrays import parse_names, read_arrays, write_arrays
+
+        names = parse_names(args.names)
+        arrays, ends = read_arrays(args.source)
+        write_arrays(args.out, arrays, ends, args.rate_hz, names=names, task=args.task,
+                     joint_names=args.joint_names, source={"arrays": str(Path(args.source).resolve())})
+    elif args.action == "from-lerobot":
+        from robot_rl.data.lerobot_import import import_lerobot
+
+        mapping = dict(item.partition("=")[::2] for item in args.map)
+        if any(not f or not k for f, k in mapping.items()):
+            raise ConfigError(f"--map {' '.join(args.map)}: write FEATURE=KEY, e.g. observation.state=joint_pos")
+        import_lerobot(args.source, args.out, mapping, tuple(args.image_size) if args.image_size else None)
     elif args.action == "info":
         info = dataset_info(args.dataset)
         print(json.dumps(info)) if args.json else _print_info(info)

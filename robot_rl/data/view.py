@@ -57,10 +57,9 @@ def _plot(path: Path, data: dict, ds: EpisodeDataset, episode: int) -> Path:
         k for k, v in data.items() if k not in LOWDIM_ORDER and v.ndim <= 2 and not k.endswith(("_rgb", "_depth")))
     t = np.arange(len(next(iter(data.values())))) / ds.meta["rate_hz"]
     fig, axes = plt.subplots(len(keys), 1, figsize=(9, 1.8 * len(keys)), sharex=True, squeeze=False)
-    names = ds.meta["joint_names"]
     for ax, key in zip(axes[:, 0], keys):
         values = data[key].reshape(len(t), -1).astype(float)
-        labels = names if values.shape[1] == len(names) and key in ("joint_pos", "joint_vel", "action") else None
+        labels = ds.names(key) if data[key].ndim == 2 else None
         for j in range(values.shape[1]):
             ax.plot(t, values[:, j], lw=1, label=labels[j] if labels else None)
         ax.set_ylabel(key, fontsize=8)

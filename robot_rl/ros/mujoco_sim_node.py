@@ -21,27 +21,25 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco is imported: headless rendering
+import numpy as np
+from rclpy.clock import Clock, ClockType
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from geometry_msgs.msg import PoseArray
+from rosgraph_msgs.msg import Clock as ClockMsg
+from sensor_msgs.msg import CameraInfo, Image, JointState, PointCloud2
+from std_msgs.msg import Bool, Float32, Float64MultiArray, Header
+from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory
 
-import numpy as np  # noqa: E402
-from rclpy.clock import Clock, ClockType  # noqa: E402
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
-from geometry_msgs.msg import PoseArray  # noqa: E402
-from rosgraph_msgs.msg import Clock as ClockMsg  # noqa: E402
-from sensor_msgs.msg import CameraInfo, Image, JointState, PointCloud2  # noqa: E402
-from std_msgs.msg import Bool, Float32, Float64MultiArray, Header  # noqa: E402
-from std_srvs.srv import Trigger  # noqa: E402
-from trajectory_msgs.msg import JointTrajectory  # noqa: E402
-
-from robot_rl.runtime.control import TrajectoryFollower  # noqa: E402
-from robot_rl.errors import CommandError, ConfigError, DataError  # noqa: E402
-from robot_rl.ros.base_node import BaseNode  # noqa: E402
-from robot_rl.ros import msgs  # noqa: E402
-from robot_rl.ros.params import declare_config  # noqa: E402
-from robot_rl.ros.spin import run_node  # noqa: E402
-from robot_rl.runtime.joints import JointMap  # noqa: E402
-from robot_rl.runtime.safety import guard_for_robot  # noqa: E402
-from robot_rl.robot import load_robot  # noqa: E402
+from robot_rl.runtime.control import TrajectoryFollower
+from robot_rl.errors import CommandError, ConfigError, DataError
+from robot_rl.ros.base_node import BaseNode
+from robot_rl.ros import msgs
+from robot_rl.ros.params import declare_config
+from robot_rl.ros.spin import run_node
+from robot_rl.runtime.joints import JointMap
+from robot_rl.runtime.safety import guard_for_robot
+from robot_rl.robot import load_robot
 
 MODES = ("realtime", "lockstep")
 STAMP_WINDOW = 5.0  # s: a trajectory stamp further from sim time than this starts now

@@ -53,11 +53,16 @@ class DiffusionTrainConfig:
     # horizons (empty: the config's Ta) and keeps the best as its defaults (train/deployment.py)
     deploy_noise_scales: tuple[float, ...] = (1.0, 0.5, 0.0)
     deploy_action_horizons: tuple[int, ...] = ()
+    # images and clouds: "memory" (concatenated in RAM), "disk" (each batch read from the episodes,
+    # prefetched), "auto" (disk when they would take more than half the memory this process may use)
+    stream: str = "auto"
     policy: DiffusionConfig = field(default_factory=DiffusionConfig)
 
     def __post_init__(self):
         if self.num_steps < 1 or self.batch_size < 1 or self.eval_every < 1 or self.log_every < 1:
             raise ConfigError("DiffusionTrainConfig: num_steps, batch_size, eval_every and log_every must be >= 1")
+        if self.stream not in ("auto", "memory", "disk"):
+            raise ConfigError(f"DiffusionTrainConfig: stream must be auto, memory or disk, got {self.stream!r}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"DiffusionTrainConfig: val_fraction must be in [0, 1), got {self.val_fraction}")
         from robot_rl.train.deployment import deployment_grid
@@ -75,6 +80,26 @@ def sim_evaluator(task: str, num_episodes: int = 50, first_seed: int = 1_000_000
 
     seeds = list(range(first_seed, first_seed + num_episodes))
     return lambda policy: evaluate(task, policy, seeds, env_kwargs=env_kwargs or {}, progress=False)
+
+
+def env_evaluator(spec: str, num_episodes: int, policy: DiffusionConfig, first_seed: int = 1_000_000) -> EvalFn:
+    """Success rate over seeded episodes of any gymnasium env with a dict observation (`--env`);
+    refused before training when the env does not give what the policy reads or take what it acts."""
+    from robot_rl.envs import make_env
+    from robot_rl.sim.rollout import evaluate
+
+    env, seeds = make_env(spec), list(range(first_seed, first_seed + num_episodes))
+    spaces, problems = env.observation_space.spaces, []
+    for key in policy.obs_keys:
+        if key not in spaces:
+            problems.append(f"it gives no {key!r} (it has {sorted(spaces)})")
+        elif tuple(spaces[key].shape) != tuple(policy.obs_shapes[key]):
+            problems.append(f"its {key!r} is {tuple(spaces[key].shape)}, the dataset's {tuple(policy.obs_shapes[key])}")
+    if env.action_space.shape != (policy.action_dim,):
+        problems.append(f"it takes actions of shape {env.action_space.shape}, the dataset has {policy.action_dim}")
+    if problems:
+        raise ConfigError(f"--env {spec} does not fit the dataset: {'; '.join(problems)}")
+    return lambda model: evaluate(spec, model, seeds, env=env, progress=False)
 
 
 def cloud_files(dataset, cfg: DiffusionConfig, episodes) -> dict[str, bytes] | None:
@@ -105,7 +130,7 @@ def config_for_dataset(dataset, policy: DiffusionConfig) -> DiffusionConfig:
         raise DataError(f"{dataset.root}: no key(s) {missing} (keys: {', '.join(dataset.keys)})")
     shapes = {k: tuple(dataset.keys[k]["shape"]) for k in policy.obs_keys}
     action_dim = int(dataset.keys["action"]["shape"][0])
-    names = tuple(dataset.meta["joint_names"])
+    names = tuple(dataset.meta.get("joint_names", ()))
     return dataclasses.replace(policy, obs_shapes=shapes, action_dim=action_dim,
                                joint_names=names if len(names) == action_dim else ())
 
@@ -130,7 +155,7 @@ def train_diffusion(tc: DiffusionTrainConfig, dataset, evaluate: EvalFn | None =
     """Train, evaluate, checkpoint; returns the summary (also written to out/summary.json).
     `out/best` is replaced only by a score >= `best_metric` (carried over between --follow rounds)."""
     from robot_rl.data.stats import compute_stats
-    from robot_rl.data.windows import ChunkWindows
+    from robot_rl.data.windows import ChunkWindows, epoch_batches, from_disk, prefetched
     from robot_rl.train.distributed import average_gradients, broadcast_parameters, close_world, init_world
 
     if tc.torch_threads > 0:
@@ -158,10 +183,12 @@ def train_diffusion(tc: DiffusionTrainConfig, dataset, evaluate: EvalFn | None =
 
     # --- data: windows, statistics from the training episodes only ------------------------------
     train_eps, val_eps = select_episodes(dataset, tc)
-    windows = ChunkWindows(dataset, cfg.obs_keys, cfg.obs_horizon, cfg.pred_horizon, episodes=train_eps)
+    stream = from_disk(tc.stream, dataset, cfg.obs_keys, [*train_eps, *val_eps], say=print if world.main else None)
+    windows = ChunkWindows(dataset, cfg.obs_keys, cfg.obs_horizon, cfg.pred_horizon, episodes=train_eps, stream=stream)
     val_windows = None
     if val_eps:
-        val_windows = ChunkWindows(dataset, cfg.obs_keys, cfg.obs_horizon, cfg.pred_horizon, episodes=val_eps)
+        val_windows = ChunkWindows(dataset, cfg.obs_keys, cfg.obs_horizon, cfg.pred_horizon, episodes=val_eps,
+                                   stream=stream)
     stats = None if init else compute_stats(dataset, [*cfg.lowdim_keys, *cfg.points_keys, "action"], episodes=train_eps)
     score_src = val_windows or windows
     score_batch = score_src[np.sort(rng.choice(len(score_src), min(tc.eval_windows, len(score_src)), replace=False))]
@@ -181,7 +208,7 @@ def train_diffusion(tc: DiffusionTrainConfig, dataset, evaluate: EvalFn | None =
 
     rows: list[dict] = []
     best = {"metric": best_metric, "step": None, "success_rate": None}
-    start, losses, order, cursor = time.perf_counter(), [], rng.permutation(len(windows)), 0
+    start, losses = time.perf_counter(), []
     recent: list[float] = []  # losses since the last curves row
 
     def log_row(step: int) -> dict:
@@ -210,16 +237,15 @@ def train_diffusion(tc: DiffusionTrainConfig, dataset, evaluate: EvalFn | None =
             bar.write(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
 
     bar = tqdm(range(1, tc.num_steps + 1), desc="diffusion", disable=not progress)
+    # each rank's share of each global batch, gathered a few batches ahead in a thread
+    shares = ((batch, world.share(len(batch))) for batch in epoch_batches(rng, len(windows), tc.batch_size))
+    loader = prefetched(lambda share: windows[share[0][share[1]]], shares)
     for step in bar:
-        if cursor + tc.batch_size > len(order):  # a new epoch: reshuffle
-            order, cursor = rng.permutation(len(windows)), 0
-        batch = order[cursor : cursor + tc.batch_size]
-        cursor += tc.batch_size
-        mine = world.share(len(batch))  # a dataset smaller than the batch gives all its windows
+        (batch, mine), samples = next(loader)  # a dataset smaller than the batch gives all its windows
         noise = torch.randn((len(batch), cfg.pred_horizon, cfg.action_dim), generator=draw)
         timesteps = torch.randint(0, cfg.num_train_timesteps, (len(batch),), generator=draw)
 
-        loss = policy.compute_loss(windows[batch[mine]], noise[mine], timesteps[mine])
+        loss = policy.compute_loss(samples, noise[mine], timesteps[mine])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         global_loss = average_gradients(policy.parameters(), loss, world)
@@ -241,6 +267,7 @@ def train_diffusion(tc: DiffusionTrainConfig, dataset, evaluate: EvalFn | None =
             rows.append(log_row(step))
             write_curves(out, rows, plot=False)
 
+    loader.close()
     close_world(world)
     if not world.main:
         return {"rank": world.rank, "steps": tc.num_steps, "first_loss": first_loss}
@@ -360,6 +387,8 @@ def add_arguments(parser) -> None:
                              "points: joints + ee + cloud")
     parser.add_argument("--obs-keys", nargs="+", default=None, help="explicit observation keys (overrides --obs)")
     parser.add_argument("--task", default=None, help="task for evaluation rollouts (default: from the dataset)")
+    parser.add_argument("--env", default="", help="evaluate in this gymnasium env instead (a registered id or "
+                        "module:Class; dict observation with the dataset's keys, Box actions)")
     parser.add_argument("--out", default=t.out)
     parser.add_argument("--num-steps", type=int, default=t.num_steps)
     parser.add_argument("--batch-size", type=int, default=t.batch_size)
@@ -373,6 +402,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--down-dims", type=int, nargs="+", default=list(d.down_dims))
     parser.add_argument("--pointnet-dims", type=int, nargs="+", default=list(d.pointnet_dims),
                         help="point-cloud encoder widths (--obs points)")
+    parser.add_argument("--crop-fraction", type=float, default=0.875,
+                        help="RGB random-crop size as a fraction of the image (96 -> 84, Chi et al.'s); 1: no crop")
     parser.add_argument("--rgb-widths", type=int, nargs="+", default=list(d.rgb_widths),
                         help=f"RGB ResNet stage widths (--obs rgb), multiples of {d.rgb_group_size}")
     parser.add_argument("--deploy-noise-scales", type=float, nargs="*", default=list(t.deploy_noise_scales),
@@ -386,6 +417,9 @@ def add_arguments(parser) -> None:
                              "not the motion of the last step)")
     parser.add_argument("--lr", type=float, default=None, help=f"peak learning rate (default {d.lr:g}; "
                         "a fine-tune keeps its checkpoint's unless given)")
+    parser.add_argument("--stream", choices=["auto", "memory", "disk"], default=t.stream,
+                        help="images / clouds held in RAM or read from disk per batch (auto: disk when they "
+                             "would take more than half the memory available, cgroup limits included)")
     parser.add_argument("--device", default=t.device)
     parser.add_argument("--torch-threads", type=int, default=t.torch_threads)
     parser.add_argument("--seed", type=int, default=t.seed)
@@ -417,7 +451,13 @@ def run(args) -> int:
     missing = [k for k in (*keys, "action") if k not in dataset.keys]
     if missing:
         raise DataError(f"{args.dataset}: no key(s) {missing} (keys: {', '.join(dataset.keys)})")
+    if not 0 < args.crop_fraction <= 1:
+        raise ConfigError(f"--crop-fraction must be in (0, 1], got {args.crop_fraction}")
+    images = [tuple(dataset.keys[k]["shape"][:2]) for k in keys if is_rgb_key(k)]
+    crop = None if not images or args.crop_fraction == 1 else tuple(max(1, round(args.crop_fraction * n))
+                                                                     for n in images[0])
     policy = DiffusionConfig(obs_keys=keys, obs_shapes={k: tuple(dataset.keys[k]["shape"]) for k in keys},
+                             **({"crop_shape": crop} if images else {}),
                              action_dim=int(dataset.keys["action"]["shape"][0]), down_dims=tuple(args.down_dims),
                              pointnet_dims=tuple(args.pointnet_dims), rgb_widths=tuple(args.rgb_widths),
                              num_inference_steps=args.num_inference_steps, obs_horizon=args.obs_horizon,
@@ -425,14 +465,16 @@ def run(args) -> int:
     tc = DiffusionTrainConfig(dataset=args.dataset, out=args.out, num_steps=args.num_steps,
                               batch_size=args.batch_size, max_episodes=args.max_episodes,
                               val_fraction=args.val_fraction, eval_every=args.eval_every, seed=args.seed,
-                              log_every=args.log_every,
+                              log_every=args.log_every, stream=args.stream,
                               device=args.device, torch_threads=args.torch_threads,
                               init_checkpoint=args.init_checkpoint, lr=args.lr,
                               successful_only=not args.all_episodes, policy=policy,
                               deploy_noise_scales=tuple(args.deploy_noise_scales),
                               deploy_action_horizons=tuple(args.deploy_action_horizons))
     evaluate = None
-    if args.eval_episodes > 0:
+    if args.env and args.eval_episodes > 0:
+        evaluate = env_evaluator(args.env, args.eval_episodes, policy)
+    elif args.eval_episodes > 0:
         task = args.task or (dataset.episode_meta(0).get("task") if dataset.num_episodes else None)
         if not task:
             raise DataError(f"{args.dataset}: episodes carry no task; pass --task or --eval-episodes 0")

@@ -41,6 +41,11 @@ class ValueTrainConfig:
     torch_threads: int = 1
     # the perception generalist whose frozen encoder gives base_features (policies/base_view.py)
     base: str = ""
+    # data that is not an arm's joints (no robot): the actions' bounds, e.g. an env's Box action
+    # space (`--env`); empty: the data's own range
+    action_low: tuple[float, ...] = ()
+    action_high: tuple[float, ...] = ()
+    env: str = ""  # the gymnasium env (`--env`) the bounds come from, recorded in the checkpoint
     algo: ValueConfig = field(default_factory=ValueConfig)
 
 
@@ -151,7 +156,7 @@ def load_transitions(dataset, cfg: ValueConfig, episodes, base=None) -> dict[str
         ep = dataset.load_episode(int(i), keys=keys)
         if seen:
             ep[base_view.KEY] = base_view.of_episode(base, ep)
-        states = state_matrix(ep, cfg.obs_keys, robot=cfg.robot)
+        states = state_matrix(ep, cfg.obs_keys, robot=cfg.robot or None)
         eps.append((states, ep["action"], ep["success"]))
         objects.append(ep.get("object_poses"))
     data = chunk_transitions(eps, cfg.chunk, cfg.gamma, cfg.reward)
@@ -159,6 +164,14 @@ def load_transitions(dataset, cfg: ValueConfig, episodes, base=None) -> dict[str
     poses = np.stack([objects[e][t] for e, t in at]) if cfg.task_space else None
     data["chunk"] = chunk_features(data["chunk"], poses, cfg)
     return {k: torch.from_numpy(v) for k, v in data.items()}
+
+
+def action_range(dataset) -> tuple[np.ndarray, np.ndarray]:
+    """The actions' min and max over the dataset (a constant dimension gets +-1 around its value)."""
+    actions = dataset.concat_episodes(["action"])[0]["action"].reshape(-1, dataset.keys["action"]["shape"][0])
+    low, high = actions.min(0), actions.max(0)
+    flat = high - low < 1e-6
+    return np.where(flat, low - 1, low), np.where(flat, high + 1, high)
 
 
 def _perception_base(tc: ValueTrainConfig, cfg: ValueConfig):
@@ -181,11 +194,15 @@ def train_value(tc: ValueTrainConfig, dataset, progress: bool = True) -> Path:
     cfg = tc.algo
     if "action" in dataset.keys:  # the critic scores chunks of the dataset's actions, whatever the arm
         cfg = dataclasses.replace(cfg, action_dim=int(dataset.keys["action"]["shape"][0]))
+    bounds = (None, None)
     if dataset.robot is not None:
         cfg = dataclasses.replace(cfg, robot=dataset.robot.name)
     elif cfg.task_space:
         raise DataError(f"{dataset.root}: the dataset records no robot, and task_space needs its kinematics; "
                         "train with --no-task-space or record the dataset with robot_rl")
+    else:  # not an arm's joints: actions scaled by the bounds given, else by the data's range
+        cfg = dataclasses.replace(cfg, robot="")
+        bounds = (tc.action_low, tc.action_high) if tc.action_low else action_range(dataset)
     if cfg.task_space:  # the critic sees the TCP offsets to every object in the data
         cfg = dataclasses.replace(cfg, num_objects=int(dataset.keys["object_poses"]["shape"][0]))
     out = Path(tc.out)
@@ -197,8 +214,8 @@ def train_value(tc: ValueTrainConfig, dataset, progress: bool = True) -> Path:
     base = _perception_base(tc, cfg)
     train = load_transitions(dataset, cfg, train_eps, base)
     val = load_transitions(dataset, cfg, val_eps, base) if n_val else train
-    norm = ValueNormalizer(train["obs"].min(0).values, train["obs"].max(0).values, task_offsets=cfg.offset_objects,
-                           robot=cfg.robot)
+    norm = ValueNormalizer(train["obs"].min(0).values, train["obs"].max(0).values, *bounds,
+                           task_offsets=cfg.offset_objects, robot=cfg.robot)
     learner = ValueLearner(train["obs"].shape[1], cfg, norm, tc.seed)
     rows, start = [], time.perf_counter()
     bar = tqdm(range(1, cfg.num_steps + 1), desc=f"value {cfg.algo}", disable=not progress)
@@ -211,7 +228,7 @@ def train_value(tc: ValueTrainConfig, dataset, progress: bool = True) -> Path:
                          **learner.diagnostics(val)})
             bar.set_postfix(td=f"{rows[-1]['val_td_error']:.3f}", q=f"{rows[-1]['val_q_data']:.2f}")
     ValueFunction(learner.critic, norm, cfg).save(out / "checkpoint", extra_config={"dataset": str(tc.dataset),
-                                                                                  "base": tc.base})
+                                                                                  "base": tc.base, "env": tc.env})
     _write_curves(out / "checkpoint", rows)
     last = rows[-1]
     print(f"value {cfg.algo}: {len(train_eps)} train / {len(val_eps)} held-out episodes, "

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from robot_rl.policies.value.config import ValueConfig
 from robot_rl.train.value import ValueTrainConfig, train_value
@@ -28,6 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the critic's observation keys; base_features: what the --base generalist's frozen "
                              "encoder sees (a critic without object poses, with --no-task-space)")
     parser.add_argument("--base", default="", help="the point-cloud or RGB generalist to steer, for base_features")
+    parser.add_argument("--env", default="", help="the gymnasium env (id or module:Class) the data comes from: "
+                        "checks it gives the critic's keys, takes its action bounds (a dataset with no robot)")
     parser.add_argument("--eval-every", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
 
@@ -35,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from robot_rl.cli_checks import at_least, output_folder
     from robot_rl.data.dataset import EpisodeDataset
-    from robot_rl.errors import DataError
+    from robot_rl.errors import ConfigError, DataError
 
     for flag in ("num_steps", "chunk", "num_critics", "hidden", "batch_size", "eval_every"):
         at_least(f"--{flag.replace('_', '-')}", getattr(args, flag), 1)
@@ -48,7 +51,24 @@ def run(args: argparse.Namespace) -> int:
                        cql_alpha=args.cql_alpha, cql_num_actions=args.cql_num_actions, iql_expectile=args.iql_expectile,
                        awr_temperature=args.awr_temperature, task_space=args.task_space,
                        obs_keys=tuple(args.obs_keys))
+    bounds = {}
+    if args.env:  # not our arm: the env says what the critic can read and how far actions go
+        from robot_rl.envs import action_limits, make_env
+
+        env = make_env(args.env)
+        missing = [k for k in algo.obs_keys if k not in env.observation_space.spaces]
+        if missing:
+            raise ConfigError(f"--env {args.env} gives no {missing} (it has {sorted(env.observation_space.spaces)}); "
+                              "choose --obs-keys among them")
+        low, high = action_limits(env)
+        bounds = {"action_low": tuple(low.tolist()), "action_high": tuple(high.tolist()), "env": args.env}
+        if "action" in dataset.keys and tuple(dataset.keys["action"]["shape"]) != env.action_space.shape:
+            raise ConfigError(f"--env {args.env} takes actions of shape {env.action_space.shape}, the dataset's "
+                              f"are {tuple(dataset.keys['action']['shape'])}")
+        if dataset.robot is None and algo.task_space:
+            print(f"--env {args.env}: scoring the actions themselves (--no-task-space: TCP offsets need an arm)")
+            algo = dataclasses.replace(algo, task_space=False)
     tc = ValueTrainConfig(dataset=args.dataset, out=args.out, eval_every=args.eval_every, seed=args.seed,
-                          base=args.base, algo=algo)
+                          base=args.base, algo=algo, **bounds)
     train_value(tc, dataset)
     return 0

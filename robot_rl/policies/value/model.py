@@ -23,19 +23,24 @@ from robot_rl.robot import load_robot
 
 
 class ValueNormalizer(nn.Module):
-    """Observation to [-1, 1] from dataset min/max; actions to [-1, 1] from joint limits (and,
-    for `task_offsets` objects, the TCP offsets from +-OFFSET_RANGE)."""
+    """Observation to [-1, 1] from dataset min/max; actions to [-1, 1] from joint limits, or the
+    given bounds for data that is not an arm's joints (and, for `task_offsets` objects, the TCP
+    offsets from +-OFFSET_RANGE)."""
 
     def __init__(self, obs_min, obs_max, act_low=None, act_high=None, task_offsets: int = 0, robot="arm"):
         super().__init__()
-        low, high = load_robot(robot).joint_limits()
+        if act_low is None or act_high is None:
+            if not robot:
+                raise ConfigError("a critic without a robot needs its action bounds (act_low, act_high)")
+            act_low, act_high = load_robot(robot).joint_limits()
+        low, high = np.asarray(act_low, np.float32), np.asarray(act_high, np.float32)
         if task_offsets:
             span = np.full(3 * task_offsets, OFFSET_RANGE, np.float32)
             low, high = np.concatenate([low, -span]), np.concatenate([high, span])
         self.register_buffer("obs_min", torch.as_tensor(obs_min, dtype=torch.float32))
         self.register_buffer("obs_max", torch.as_tensor(obs_max, dtype=torch.float32))
-        self.register_buffer("act_low", torch.as_tensor(low if act_low is None else act_low, dtype=torch.float32))
-        self.register_buffer("act_high", torch.as_tensor(high if act_high is None else act_high, dtype=torch.float32))
+        self.register_buffer("act_low", torch.as_tensor(low, dtype=torch.float32))
+        self.register_buffer("act_high", torch.as_tensor(high, dtype=torch.float32))
 
     def obs(self, x):
         span = (self.obs_max - self.obs_min).clamp_min(1e-4)
@@ -112,7 +117,7 @@ class ValueFunction:
         objects = (np.broadcast_to(obs["object_poses"], (len(chunks), *np.shape(obs["object_poses"])))
                    if self.cfg.task_space else None)  # a critic on a perception base has no poses
         chunks = torch.from_numpy(chunk_features(chunks, objects, self.cfg))
-        o = torch.from_numpy(state_vector(obs, self.cfg.obs_keys, robot=self.cfg.robot)).unsqueeze(0)
+        o = torch.from_numpy(state_vector(obs, self.cfg.obs_keys, robot=self.cfg.robot or None)).unsqueeze(0)
         o = self.norm.obs(o).expand(len(chunks), -1)
         return self.critic(o, self.norm.chunk(chunks)).min(0).values.numpy()
 
@@ -120,7 +125,7 @@ class ValueFunction:
         tensors = {f"critic.{k}": v for k, v in self.critic.state_dict().items()}
         tensors.update(extra_tensors or {})
         return checkpoint.save(path, tensors, {"policy": "value", **self.cfg.to_dict(), **(extra_config or {})},
-                               self.norm.to_json(), load_robot(self.cfg.robot))
+                               self.norm.to_json(), load_robot(self.cfg.robot) if self.cfg.robot else None)
 
     @classmethod
     def from_checkpoint(cls, path, device: str = "cpu") -> "ValueFunction":
