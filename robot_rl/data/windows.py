@@ -141,12 +141,18 @@ def prefetched(load: Callable, items: Iterable, depth: int = 2) -> Iterator[tupl
         except BaseException as e:  # handed to the consumer
             ready.put(e)
 
-    threading.Thread(target=work, daemon=True, name="prefetch").start()
+    worker = threading.Thread(target=work, daemon=True, name="prefetch")
+    worker.start()
     try:
         while True:
             result = ready.get()
             if isinstance(result, BaseException):
                 raise result
             yield result
-    finally:
+    finally:  # let the thread finish its batch: one killed mid-read by the interpreter's exit aborts it
         stop.set()
+        while worker.is_alive():
+            try:
+                ready.get(timeout=0.1)
+            except queue.Empty:
+                pass

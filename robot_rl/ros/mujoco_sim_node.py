@@ -16,7 +16,6 @@ have no command of its own.
 """
 from __future__ import annotations
 
-import os
 import sys
 import time
 from dataclasses import dataclass, field
