@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from robot_rl.data.dataset import DuplicateEpisode, EpisodeDataset
+from robot_rl.data.dataset import EpisodeDataset, append_new
 from robot_rl.errors import DataError
 
 
@@ -74,17 +74,15 @@ def write_arrays(out, arrays: Mapping[str, np.ndarray], episode_ends, rate_hz: f
     ds = EpisodeDataset.open_or_create(out, layout)
     if names and ds.meta.get("names", {}) != {k: list(v) for k, v in names.items()}:
         raise DataError(f"{out}: the dataset names {ds.meta.get('names')}, not {dict(names)}; use a new path")
-    added, skipped = 0, []
-    for e, (a, b) in enumerate(zip(starts, ends)):
-        frames = {k: v[a:b] for k, v in arrays.items()}
-        success = bool(frames["success"].any()) if "success" in frames else True
-        meta = {"task": task, "success": success, "source": {**(source or {}), "episode": e},
-                **({} if "success" in frames else {"success_assumed": "a demonstration (no success key)"})}
-        try:
-            ds.append_episode(frames, meta)
-            added += 1
-        except DuplicateEpisode:
-            skipped.append(e)
+
+    def episodes():
+        for e, (a, b) in enumerate(zip(starts, ends)):
+            frames = {k: v[a:b] for k, v in arrays.items()}
+            success = bool(frames["success"].any()) if "success" in frames else True
+            yield frames, {"task": task, "success": success, "source": {**(source or {}), "episode": e},
+                           **({} if "success" in frames else {"success_assumed": "a demonstration (no success key)"})}
+
+    added, skipped = append_new(ds, episodes())
     there = f"; {len(skipped)} already there (same frames), skipped: {_span(skipped)}" if skipped else ""
     log(f"{added} of {len(ends)} episodes into {out} ({ds.num_episodes} in all){there}")
     return ds

@@ -408,6 +408,18 @@ class EpisodeDataset:
         return meta
 
 
+def append_new(ds: EpisodeDataset, episodes: Iterable[tuple[Mapping[str, np.ndarray], Mapping]]) -> tuple[int, list[int]]:
+    """Append each (frames, meta); one `ds` holds already is skipped. -> (added, indices skipped)."""
+    added, skipped = 0, []
+    for i, (frames, meta) in enumerate(episodes):
+        try:
+            ds.append_episode(frames, meta)
+            added += 1
+        except DuplicateEpisode:
+            skipped.append(i)
+    return added, skipped
+
+
 class DuplicateEpisode(DataError):
     """The dataset holds these very frames already (a bag converted twice, a dataset merged with itself)."""
 

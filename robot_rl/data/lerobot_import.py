@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from robot_rl.data.dataset import DuplicateEpisode, EpisodeDataset
+from robot_rl.data.dataset import EpisodeDataset, append_new
 from robot_rl.data.lerobot import FRAME_KEYS
 from robot_rl.errors import DataError
 
@@ -39,15 +39,9 @@ def import_lerobot(root, out, mapping: Mapping[str, str] | None = None, image_si
     An episode `out` already holds (the same frames) is skipped and counted."""
     reader = LeRobotReader(root, mapping, image_size)
     ds = EpisodeDataset.open_or_create(out, reader.layout)
-    added = skipped = 0
-    for frames, meta in reader.episodes():
-        try:
-            ds.append_episode(frames, meta)
-            added += 1
-        except DuplicateEpisode:
-            skipped += 1
+    added, skipped = append_new(ds, reader.episodes())
     log(f"{added} of {reader.num_episodes} LeRobot episodes into {out} ({ds.num_episodes} in all"
-        f"{f'; {skipped} already there (same frames), skipped' if skipped else ''})")
+        f"{f'; {len(skipped)} already there (same frames), skipped' if skipped else ''})")
     return ds
 
 
